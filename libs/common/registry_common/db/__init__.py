@@ -1,0 +1,1 @@
+"""PostgreSQL access: the pool, the schema, and one module of SQL per aggregate."""

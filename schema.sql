@@ -1,0 +1,1 @@
+libs/common/registry_common/db/schema.sql
