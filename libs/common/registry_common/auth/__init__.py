@@ -1,0 +1,1 @@
+"""Who may do what: the authorizer interface and its Deploys API and static implementations."""

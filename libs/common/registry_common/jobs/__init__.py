@@ -1,0 +1,1 @@
+"""Job logic: manifest indexing, blob GC, storage usage, upload expiry."""

@@ -1,0 +1,1 @@
+"""OCI rules: names, digests, media types, manifest validation and error codes."""
