@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.database",
     "tests.fixtures.storage",
     "tests.fixtures.services",
+    "tests.fixtures.distribution",
 ]

@@ -9,6 +9,7 @@ from aiohttp import web
 from registry_common.http import create_base_app, is_unavailable
 from registry_common.oci.errors import ErrorCode, OciError
 from registry_common.settings import Settings
+from registry_distribution.access import access_middlewares
 from registry_distribution.routes import add_routes
 
 OCI_ERROR_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
@@ -33,7 +34,11 @@ def render_oci_error(request: web.Request, exc: BaseException) -> web.StreamResp
 def create_app(settings: Settings) -> web.Application:
     """Build the distribution application; resources open when it starts."""
     app = create_base_app(
-        settings, "distribution", render_error=render_oci_error, client_max_size=4 * 1024**2
+        settings,
+        "distribution",
+        render_error=render_oci_error,
+        middlewares=access_middlewares(),
+        client_max_size=4 * 1024**2,
     )
     add_routes(app)
     return app

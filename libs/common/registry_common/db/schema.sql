@@ -95,7 +95,8 @@ CREATE TABLE IF NOT EXISTS upload_sessions (
     id         uuid PRIMARY KEY,
     repository text NOT NULL,
     size       bigint NOT NULL DEFAULT 0,
-    parts      integer NOT NULL DEFAULT 0,
+    -- Storage keys of the chunks received so far, in order.
+    part_keys  text[] NOT NULL DEFAULT '{}',
     hash_state bytea,
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now()
