@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
-# Either a pool (each call borrows a connection) or a connection inside a transaction.
-Executor = asyncpg.Pool | asyncpg.Connection
+# One connection (typically inside a transaction), direct or borrowed from the pool.
+Connection = asyncpg.Connection | PoolConnectionProxy
+# Either a pool (each call borrows a connection) or one connection.
+Executor = asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import asyncpg
-
-from registry_common.db import Executor
+from registry_common.db import Connection, Executor
 
 # A link's grace clock is refreshed at most this often by reads (keeps the hot path cheap).
 TOUCH_INTERVAL = "1 hour"
 
 
-async def claim_object(connection: asyncpg.Connection, digest: str, size: int) -> bool:
+async def claim_object(connection: Connection, digest: str, size: int) -> bool:
     """Lock the object row of `digest` (creating it); True when it was just created.
 
     Must run inside a transaction; the row stays locked until it ends.
@@ -37,7 +35,7 @@ async def claim_object(connection: asyncpg.Connection, digest: str, size: int) -
     return inserted
 
 
-async def lock_object(connection: asyncpg.Connection, digest: str) -> int | None:
+async def lock_object(connection: Connection, digest: str) -> int | None:
     """Share-lock the object row of `digest` (in a transaction); its size, or None if absent."""
     size: int | None = await connection.fetchval(
         "SELECT size FROM blob_objects WHERE digest = $1 FOR SHARE", digest
@@ -77,7 +75,7 @@ async def linked_blob_size(db: Executor, repository: str, digest: str) -> int | 
 
 
 async def lock_links(
-    connection: asyncpg.Connection, repository: str, digests: Sequence[str]
+    connection: Connection, repository: str, digests: Sequence[str]
 ) -> dict[str, int]:
     """Share-lock the links of `digests` in `repository` (in a transaction); size by digest of
     those that exist."""
