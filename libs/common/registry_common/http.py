@@ -24,6 +24,7 @@ DB_POOL = web.AppKey("db_pool", asyncpg.Pool)
 OBJECT_STORE = web.AppKey("object_store", ObjectStore)
 SERVICE_NAME = web.AppKey("service_name", str)
 SHUTTING_DOWN = web.AppKey("shutting_down", asyncio.Event)
+REQUEST_PROJECT = web.RequestKey("project", str)
 
 REQUEST_ID_HEADER = "X-Request-Id"
 # A caller-given request id is kept only when it is short and plain (it ends up in logs).
@@ -53,7 +54,7 @@ async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def set_request_project(request: web.Request, project: str) -> None:
     """Record the Deploys project a request is about, for the access log."""
-    request["project"] = project
+    request[REQUEST_PROJECT] = project
     structlog.contextvars.bind_contextvars(project=project)
 
 
@@ -90,7 +91,7 @@ async def access_log_middleware(request: web.Request, handler: Handler) -> web.S
             path=request.rel_url.path,
             status=status,
             duration_ms=round(duration * 1000, 2),
-            project=request.get("project"),
+            project=request.get(REQUEST_PROJECT),
             remote=request.headers.get("X-Real-Ip") or request.remote,
         )
 

@@ -11,6 +11,8 @@ Locking contract, shared with the GC (jobs/gc.py):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
+from enum import StrEnum
 
 from registry_common.db import Connection, Executor
 
@@ -92,23 +94,44 @@ async def lock_links(
     return {row["digest"]: row["size"] for row in rows}
 
 
-async def unlink_blob(db: Executor, repository: str, digest: str) -> bool:
-    """Remove the link of `digest` from `repository`; True when there was one."""
-    status: str = await db.execute(
+class UnlinkOutcome(StrEnum):
+    UNLINKED = "unlinked"
+    REFERENCED = "referenced"
+    MISSING = "missing"
+
+
+async def unlink_unreferenced(
+    connection: Connection, repository: str, digest: str, *, idle_before: datetime | None = None
+) -> UnlinkOutcome:
+    """Remove the link of `digest` from `repository` unless a manifest of it references the blob
+    (or, with `idle_before`, unless the link was used since). Run inside a transaction.
+
+    The link row is locked FOR UPDATE first and the reference check is a separate statement,
+    so it sees every manifest committed before the lock was granted: a manifest PUT holding the
+    link FOR SHARE either commits first (and the link stays) or finds the link gone.
+    """
+    locked = await connection.fetchval(
+        """
+        SELECT accessed_at FROM blobs WHERE repository = $1 AND digest = $2 FOR UPDATE
+        """,
+        repository,
+        digest,
+    )
+    if locked is None:
+        return UnlinkOutcome.MISSING
+    if idle_before is not None and locked >= idle_before:
+        return UnlinkOutcome.REFERENCED
+    referenced = await connection.fetchval(
+        "SELECT 1 FROM manifest_blobs WHERE repository = $1 AND blob_digest = $2 LIMIT 1",
+        repository,
+        digest,
+    )
+    if referenced:
+        return UnlinkOutcome.REFERENCED
+    await connection.execute(
         "DELETE FROM blobs WHERE repository = $1 AND digest = $2", repository, digest
     )
-    return status != "DELETE 0"
-
-
-async def is_referenced_in_repository(db: Executor, repository: str, digest: str) -> bool:
-    """True when a manifest of `repository` references `digest`."""
-    return bool(
-        await db.fetchval(
-            "SELECT 1 FROM manifest_blobs WHERE repository = $1 AND blob_digest = $2 LIMIT 1",
-            repository,
-            digest,
-        )
-    )
+    return UnlinkOutcome.UNLINKED
 
 
 async def repository_in_project_linking(db: Executor, project: str, digest: str) -> str | None:

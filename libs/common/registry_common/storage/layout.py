@@ -17,6 +17,15 @@ def upload_prefix(upload_id: str) -> str:
     return f"{UPLOADS_PREFIX}{upload_id}/"
 
 
-def upload_part_key(upload_id: str, index: int) -> str:
-    """Key of the `index`-th chunk of an upload; zero-padded so key order is chunk order."""
-    return f"{upload_prefix(upload_id)}part-{index:08d}"
+def upload_part_key(upload_id: str, index: int, nonce: str = "") -> str:
+    """Key of the `index`-th chunk of an upload; zero-padded so key order is chunk order.
+
+    `nonce` keeps two racing writers of the same chunk index from overwriting each other.
+    """
+    suffix = f"-{nonce}" if nonce else ""
+    return f"{upload_prefix(upload_id)}part-{index:08d}{suffix}"
+
+
+def upload_blob_key(upload_id: str, nonce: str) -> str:
+    """Key of an upload's assembled bytes, awaiting the move to their blob key."""
+    return f"{upload_prefix(upload_id)}blob-{nonce}"

@@ -1,0 +1,94 @@
+"""SQL of upload sessions.
+
+Every replica may receive any request of an upload, so the session (offset, chunk keys, digest
+state) lives here. A chunk is appended with compare-and-set on the offset: of two racing PATCHes
+at the same offset one wins and the other is told the range is stale.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from registry_common.db import Executor
+
+
+@dataclass(frozen=True, slots=True)
+class UploadSession:
+    """One upload in progress."""
+
+    id: uuid.UUID
+    repository: str
+    size: int
+    part_keys: list[str]
+    hash_state: bytes | None
+    created_at: datetime
+
+
+async def create_upload(db: Executor, repository: str, hash_state: bytes) -> uuid.UUID:
+    """Open a session for `repository`; returns its id."""
+    upload_id = uuid.uuid4()
+    await db.execute(
+        "INSERT INTO upload_sessions (id, repository, hash_state) VALUES ($1, $2, $3)",
+        upload_id,
+        repository,
+        hash_state,
+    )
+    return upload_id
+
+
+async def get_upload(db: Executor, upload_id: uuid.UUID, repository: str) -> UploadSession | None:
+    """The session, only when it belongs to `repository`."""
+    row = await db.fetchrow(
+        """
+        SELECT id, repository, size, part_keys, hash_state, created_at FROM upload_sessions
+        WHERE id = $1 AND repository = $2
+        """,
+        upload_id,
+        repository,
+    )
+    if row is None:
+        return None
+    return UploadSession(
+        id=row["id"],
+        repository=row["repository"],
+        size=row["size"],
+        part_keys=list(row["part_keys"]),
+        hash_state=row["hash_state"],
+        created_at=row["created_at"],
+    )
+
+
+async def append_part(
+    db: Executor,
+    session: UploadSession,
+    part_key: str,
+    added: int,
+    hash_state: bytes,
+) -> bool:
+    """Record a stored chunk if the session is still where `session` saw it; False otherwise."""
+    status: str = await db.execute(
+        """
+        UPDATE upload_sessions
+        SET size = size + $5, part_keys = array_append(part_keys, $4), hash_state = $6,
+            updated_at = now()
+        WHERE id = $1 AND repository = $2 AND size = $3 AND cardinality(part_keys) = $7
+        """,
+        session.id,
+        session.repository,
+        session.size,
+        part_key,
+        added,
+        hash_state,
+        len(session.part_keys),
+    )
+    return status == "UPDATE 1"
+
+
+async def delete_upload(db: Executor, upload_id: uuid.UUID, repository: str) -> bool:
+    """Remove the session row; True when it existed."""
+    status: str = await db.execute(
+        "DELETE FROM upload_sessions WHERE id = $1 AND repository = $2", upload_id, repository
+    )
+    return status == "DELETE 1"

@@ -1,0 +1,175 @@
+"""Blob upload rules: chunks, resumable digest state, verification before anything is visible.
+
+A chunk is stored as its own object under `uploads/<id>/` and recorded in the session with a
+compare-and-set on the offset, so PATCHes of one upload may reach different replicas and a
+stale or racing chunk is refused rather than spliced in. Finishing composes the chunks,
+verifies the digest, and only then commits the blob (registry_common.blobs.commit_blob).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import AsyncIterable
+
+import asyncpg
+
+from registry_common.blobs import commit_blob
+from registry_common.db import uploads as upload_rows
+from registry_common.db.uploads import UploadSession
+from registry_common.oci.digests import Digest, ResumableHasher
+from registry_common.oci.errors import ErrorCode, OciError
+from registry_common.oci.names import RepositoryName
+from registry_common.storage.base import ObjectStore, SizeLimitExceeded
+from registry_common.storage.layout import upload_blob_key, upload_part_key, upload_prefix
+
+# More chunks than this in one upload is abuse, not a client: each one is a row entry and an
+# object to compose.
+MAX_PARTS = 10_000
+
+
+def range_header(size: int) -> str:
+    """The `Range` header value telling a client how much was received (`0-0` when nothing)."""
+    return f"0-{max(size - 1, 0)}"
+
+
+def stale_range(size: int) -> OciError:
+    """416 for a chunk that does not start where the upload stands."""
+    return OciError(
+        ErrorCode.RANGE_INVALID,
+        "chunk does not start at the end of the data received so far",
+        detail={"received": size},
+        status=416,
+        headers={"Range": range_header(size)},
+    )
+
+
+async def start_upload(pool: asyncpg.Pool, repository: RepositoryName) -> UploadSession:
+    """Open an upload session in `repository`."""
+    hasher = ResumableHasher("sha256")
+    upload_id = await upload_rows.create_upload(pool, repository.full, hasher.export_state())
+    session = await upload_rows.get_upload(pool, upload_id, repository.full)
+    assert session is not None
+    return session
+
+
+async def append_chunk(
+    pool: asyncpg.Pool,
+    store: ObjectStore,
+    session: UploadSession,
+    chunks: AsyncIterable[bytes],
+    *,
+    start: int | None = None,
+    length: int | None = None,
+) -> UploadSession:
+    """Store one chunk of `session` and record it; returns the updated session.
+
+    `start` and `length` come from `Content-Range` when the client sent one: the chunk must
+    start where the upload stands and carry exactly that many bytes.
+    """
+    if start is not None and start != session.size:
+        raise stale_range(session.size)
+    if len(session.part_keys) >= MAX_PARTS:
+        raise OciError(ErrorCode.BLOB_UPLOAD_INVALID, f"an upload takes at most {MAX_PARTS} chunks")
+    hasher = ResumableHasher("sha256", session.hash_state)
+    key = upload_part_key(str(session.id), len(session.part_keys), secrets.token_hex(4))
+    try:
+        written = await store.write(key, chunks, on_chunk=hasher.update, max_size=length)
+    except SizeLimitExceeded:
+        raise OciError(
+            ErrorCode.SIZE_INVALID, "chunk is longer than its Content-Range says"
+        ) from None
+    if length is not None and written != length:
+        await store.delete(key)
+        raise OciError(
+            ErrorCode.SIZE_INVALID,
+            "chunk length does not match Content-Range",
+            detail={"declared": length, "received": written},
+        )
+    if written == 0:
+        await store.delete(key)
+        return session
+    recorded = await upload_rows.append_part(pool, session, key, written, hasher.export_state())
+    if not recorded:
+        await store.delete(key)
+        current = await upload_rows.get_upload(pool, session.id, session.repository)
+        if current is None:
+            raise OciError(ErrorCode.BLOB_UPLOAD_UNKNOWN)
+        raise stale_range(current.size)
+    return UploadSession(
+        id=session.id,
+        repository=session.repository,
+        size=session.size + written,
+        part_keys=[*session.part_keys, key],
+        hash_state=hasher.export_state(),
+        created_at=session.created_at,
+    )
+
+
+async def finish_upload(
+    pool: asyncpg.Pool,
+    store: ObjectStore,
+    repository: RepositoryName,
+    session: UploadSession,
+    digest: Digest,
+) -> int:
+    """Verify the data of `session` against `digest` and commit it as a blob; returns its size.
+
+    On a mismatch the session and its data are removed and DIGEST_INVALID is raised: nothing
+    of the upload remains.
+    """
+    assembled = upload_blob_key(str(session.id), secrets.token_hex(4))
+    if digest.algorithm == "sha256":
+        actual = ResumableHasher("sha256", session.hash_state).digest()
+        if actual != str(digest):
+            await discard_upload(pool, store, session)
+            raise _mismatch(digest, actual)
+        await store.compose(session.part_keys, assembled)
+    else:
+        await store.compose(session.part_keys, assembled)
+        actual = await _digest_of_object(store, assembled, digest.algorithm)
+        if actual != str(digest):
+            await discard_upload(pool, store, session)
+            raise _mismatch(digest, actual)
+    await commit_blob(pool, store, repository, str(digest), session.size, assembled)
+    await discard_upload(pool, store, session)
+    return session.size
+
+
+async def upload_whole(
+    pool: asyncpg.Pool,
+    store: ObjectStore,
+    repository: RepositoryName,
+    digest: Digest,
+    chunks: AsyncIterable[bytes],
+) -> int:
+    """Monolithic upload: stream the body, verify it, commit it; returns its size."""
+    hasher = hashlib.new(digest.algorithm)
+    key = upload_blob_key(secrets.token_hex(16), "whole")
+    size = await store.write(key, chunks, on_chunk=hasher.update)
+    actual = f"{digest.algorithm}:{hasher.hexdigest()}"
+    if actual != str(digest):
+        await store.delete(key)
+        raise _mismatch(digest, actual)
+    await commit_blob(pool, store, repository, str(digest), size, key)
+    return size
+
+
+async def discard_upload(pool: asyncpg.Pool, store: ObjectStore, session: UploadSession) -> None:
+    """Remove a session and all its temporary data."""
+    await upload_rows.delete_upload(pool, session.id, session.repository)
+    await store.delete_prefix(upload_prefix(str(session.id)))
+
+
+async def _digest_of_object(store: ObjectStore, key: str, algorithm: str) -> str:
+    hasher = hashlib.new(algorithm)
+    async for chunk in store.read(key):
+        hasher.update(chunk)
+    return f"{algorithm}:{hasher.hexdigest()}"
+
+
+def _mismatch(expected: Digest, actual: str) -> OciError:
+    return OciError(
+        ErrorCode.DIGEST_INVALID,
+        detail={"expected": str(expected), "actual": actual},
+    )
