@@ -13,7 +13,12 @@ from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
 from registry_common import metrics
-from registry_common.db.blobs import UnlinkOutcome, linked_blob_size, unlink_unreferenced
+from registry_common.db.blobs import (
+    UnlinkOutcome,
+    linked_blob_size,
+    touch_interval,
+    unlink_unreferenced,
+)
 from registry_common.http import DB_POOL, OBJECT_STORE, SETTINGS
 from registry_common.oci.digests import parse_digest
 from registry_common.oci.errors import ErrorCode, OciError
@@ -140,7 +145,12 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
     """Serve a linked blob, whole or a byte range (`GET` and `HEAD`)."""
     repository = repository_of(request)
     digest = str(parse_digest(request.match_info["digest"]))
-    size = await linked_blob_size(request.app[DB_POOL], repository.full, digest)
+    size = await linked_blob_size(
+        request.app[DB_POOL],
+        repository.full,
+        digest,
+        touch_interval(request.app[SETTINGS].gc_grace_period),
+    )
     if size is None:
         raise OciError(ErrorCode.BLOB_UNKNOWN, detail={"digest": digest})
     project_id = grant_of(request).project_id

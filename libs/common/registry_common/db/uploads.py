@@ -11,6 +11,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+import asyncpg
+
 from registry_common.db import Executor
 
 
@@ -48,8 +50,10 @@ async def get_upload(db: Executor, upload_id: uuid.UUID, repository: str) -> Upl
         upload_id,
         repository,
     )
-    if row is None:
-        return None
+    return None if row is None else _session(row)
+
+
+def _session(row: asyncpg.Record) -> UploadSession:
     return UploadSession(
         id=row["id"],
         repository=row["repository"],
@@ -92,3 +96,26 @@ async def delete_upload(db: Executor, upload_id: uuid.UUID, repository: str) -> 
         "DELETE FROM upload_sessions WHERE id = $1 AND repository = $2", upload_id, repository
     )
     return status == "DELETE 1"
+
+
+async def expired_uploads(
+    db: Executor, updated_before: datetime, limit: int
+) -> list[UploadSession]:
+    """Sessions untouched since `updated_before`, oldest first."""
+    rows = await db.fetch(
+        """
+        SELECT id, repository, size, part_keys, hash_state, created_at FROM upload_sessions
+        WHERE updated_at < $1
+        ORDER BY updated_at
+        LIMIT $2
+        """,
+        updated_before,
+        limit,
+    )
+    return [_session(row) for row in rows]
+
+
+async def existing_upload_ids(db: Executor, upload_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of `upload_ids` still have a session row."""
+    rows = await db.fetch("SELECT id FROM upload_sessions WHERE id = ANY($1::uuid[])", upload_ids)
+    return {row["id"] for row in rows}
