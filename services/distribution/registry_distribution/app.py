@@ -9,7 +9,7 @@ from aiohttp import web
 from registry_common.http import create_base_app, is_unavailable
 from registry_common.oci.errors import ErrorCode, OciError
 from registry_common.settings import Settings
-from registry_distribution.access import access_middlewares
+from registry_distribution.access import access_middlewares, configure_access
 from registry_distribution.routes import add_routes
 
 OCI_ERROR_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
@@ -40,5 +40,6 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=access_middlewares(),
         client_max_size=4 * 1024**2,
     )
+    configure_access(app)
     add_routes(app)
     return app

@@ -5,15 +5,16 @@ from __future__ import annotations
 from aiohttp import web
 
 from registry_common.http import SETTINGS
-from registry_common.oci.errors import ErrorCode, OciError
 from registry_common.settings import AuthMode
+from registry_distribution.access import is_authenticated, unauthorized
 
 API_VERSION_HEADERS = {"Docker-Distribution-API-Version": "registry/2.0"}
 
 
 async def ping(request: web.Request) -> web.Response:
-    """200 when the caller may use the API, else the authentication challenge."""
+    """200 for an authenticated caller (or AUTH_MODE=none), else the Bearer challenge that
+    sends the client to `/token`."""
     settings = request.app[SETTINGS]
-    if settings.auth_mode is AuthMode.NONE:
+    if settings.auth_mode is AuthMode.NONE or await is_authenticated(request):
         return web.json_response({}, headers=API_VERSION_HEADERS)
-    raise OciError(ErrorCode.UNAUTHORIZED, headers=API_VERSION_HEADERS)
+    raise unauthorized(request, headers=API_VERSION_HEADERS)

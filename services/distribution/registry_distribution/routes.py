@@ -18,6 +18,7 @@ def add_routes(app: web.Application) -> None:
     router = app.router
     router.add_get("/v2/", base.ping, allow_head=True)
     router.add_get("/token", token.issue_token)
+    router.add_post("/token", token.issue_oauth_token)
 
     router.add_post(f"/v2/{NAME}/blobs/uploads/", uploads.start_upload)
     router.add_patch(f"/v2/{NAME}/blobs/uploads/{{upload_id}}", uploads.append_chunk)

@@ -83,7 +83,9 @@ async def _try_mount(request: web.Request, repository: RepositoryName) -> web.Re
         source_name = RepositoryName(source)
         try:
             await authorize(request, source_name, Action.PULL)
-        except OciError:
+        except OciError as exc:
+            if exc.code is ErrorCode.UNAVAILABLE:
+                raise
             return None  # not allowed to read the source: no proof of possession
     else:
         source = await repository_in_project_linking(pool, repository.project, str(digest))
