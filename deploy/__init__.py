@@ -1,0 +1,1 @@
+"""Deployment files (Dockerfiles, Kubernetes manifests, Google Cloud setup) and their checks."""
