@@ -24,6 +24,9 @@ ALTER TABLE manifests ADD COLUMN IF NOT EXISTS size bigint NOT NULL DEFAULT 0;
 -- Digest of the manifest this one refers to (OCI 1.1 referrers).
 ALTER TABLE manifests ADD COLUMN IF NOT EXISTS subject text;
 ALTER TABLE manifests ADD COLUMN IF NOT EXISTS artifact_type text;
+-- The manifest's `annotations` as JSON text (the referrers API lists them). text, not jsonb:
+-- jsonb refuses escapes such as \u0000 that JSON allows.
+ALTER TABLE manifests ADD COLUMN IF NOT EXISTS annotations text;
 CREATE INDEX IF NOT EXISTS manifests_subject_idx
     ON manifests (repository, subject) WHERE subject IS NOT NULL;
 CREATE INDEX IF NOT EXISTS manifests_created_idx ON manifests (repository, created_at DESC);
@@ -38,6 +41,8 @@ CREATE TABLE IF NOT EXISTS tags (
 );
 ALTER TABLE tags ADD COLUMN IF NOT EXISTS updated_at timestamptz NOT NULL DEFAULT now();
 CREATE INDEX IF NOT EXISTS tags_digest_idx ON tags (repository, digest);
+-- tags/list pages in byte order (COLLATE "C"), whatever the database's collation.
+CREATE INDEX IF NOT EXISTS tags_listing_idx ON tags (repository, tag COLLATE "C");
 
 -- A blob linked to a repository: the right of that repository to read the blob's bytes.
 -- The bytes themselves are stored once per digest (blob_objects).
