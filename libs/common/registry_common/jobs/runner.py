@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import zlib
 from collections.abc import Awaitable, Callable
@@ -12,6 +13,7 @@ import asyncpg
 import structlog
 
 from registry_common import metrics
+from registry_common.db.pool import UNAVAILABLE_ERRORS
 from registry_common.settings import Settings
 from registry_common.storage.base import ObjectStore
 
@@ -83,7 +85,10 @@ async def run_locked(context: JobContext, job: JobName, work: JobFunction) -> Jo
         try:
             await _timed(context, job, work)
         finally:
-            await connection.execute("SELECT pg_advisory_unlock($1)", advisory_key(job))
+            # A closed connection has released the session lock already; don't let that error
+            # hide the job's own outcome.
+            with contextlib.suppress(*UNAVAILABLE_ERRORS):
+                await connection.execute("SELECT pg_advisory_unlock($1)", advisory_key(job))
     return JobOutcome.COMPLETED
 
 
