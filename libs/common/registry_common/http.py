@@ -104,17 +104,20 @@ def error_middleware(render: ErrorRenderer) -> Any:
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             return await handler(request)
-        except web.HTTPException as exc:
-            rendered = render(request, exc)
-            if rendered is None:
-                raise
-            return rendered
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            if request.writer.output_size > 0:
+                # A reply is already on the wire (a blob failing mid-stream): a second one
+                # would land inside its body. Re-raised, aiohttp drops the connection, so the
+                # client sees a short body instead of wrong bytes or a hang.
+                log.exception("response_failed_after_start", error_type=type(exc).__name__)
+                raise
             rendered = render(request, exc)
             if rendered is not None:
                 return rendered
+            if isinstance(exc, web.HTTPException):
+                raise
             log.exception("request_failed", error_type=type(exc).__name__)
             return web.json_response({"error": "internal error"}, status=500)
 

@@ -2,28 +2,54 @@
 
 from __future__ import annotations
 
+import structlog
 from aiohttp import web
 
+from registry_common.auth import authorizer_ctx, create_authorizer
 from registry_common.http import create_base_app, is_unavailable
-from registry_common.settings import Settings
+from registry_common.settings import AuthMode, Settings
+from registry_management.api import RETRY_AFTER_SECONDS, background_tasks_ctx
+from registry_management.models import INTERNAL_ERROR, ApiError
+from registry_management.routes import add_routes
+
+log = structlog.get_logger("registry.management")
+
+
+def _error(error: ApiError) -> web.Response:
+    return web.json_response(error.reply(), status=error.status, headers=error.headers)
 
 
 def render_api_error(request: web.Request, exc: BaseException) -> web.StreamResponse | None:
-    """Answer errors with the `{"ok": false, "error": {"message": ...}}` envelope."""
+    """Answer every error with the `{"ok": false, "error": {"message": ...}}` envelope:
+    ApiError as it says, HTTP errors (405, 404, 413) with their reason, an unreachable
+    PostgreSQL or storage with 503, and anything else with 500 `internal error` (the traceback
+    goes to the log only)."""
+    if isinstance(exc, ApiError):
+        return _error(exc)
     if isinstance(exc, web.HTTPException):
         if exc.status < 400:
             return None
-        message = exc.reason.lower()
-        return web.json_response({"ok": False, "error": {"message": message}}, status=exc.status)
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return _error(ApiError((exc.reason or "error").lower(), status=exc.status, headers=headers))
     if is_unavailable(exc):
-        return web.json_response(
-            {"ok": False, "error": {"message": "service unavailable"}},
-            status=503,
-            headers={"Retry-After": "5"},
+        return _error(
+            ApiError(
+                "service unavailable, retry later",
+                status=503,
+                headers={"Retry-After": RETRY_AFTER_SECONDS},
+            )
         )
-    return None
+    log.error("request_failed", error_type=type(exc).__name__, exc_info=exc)
+    return _error(ApiError(INTERNAL_ERROR, status=500))
 
 
 def create_app(settings: Settings) -> web.Application:
     """Build the management application; resources open when it starts."""
-    return create_base_app(settings, "management", render_error=render_api_error)
+    app = create_base_app(settings, "management", render_error=render_api_error)
+    if settings.auth_mode is not AuthMode.NONE:
+        create_authorizer(settings)  # ConfigError now, rather than when the app starts
+        app.cleanup_ctx.append(authorizer_ctx)
+    # After the database and storage contexts, so it is torn down (waits for deletes) first.
+    app.cleanup_ctx.append(background_tasks_ctx)
+    add_routes(app)
+    return app

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from registry_common.db import Executor
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from registry_common.db import Connection, Executor
 from registry_common.oci.names import RepositoryName
 
 
@@ -18,3 +22,146 @@ async def ensure_repository(db: Executor, name: RepositoryName) -> None:
 async def repository_exists(db: Executor, name: RepositoryName) -> bool:
     """True when the repository has a row."""
     return bool(await db.fetchval("SELECT 1 FROM repositories WHERE name = $1", name.full))
+
+
+# --- What the management API shows about a project's repositories. ---
+
+
+@dataclass(frozen=True, slots=True)
+class RepositoryEntry:
+    """A repository of a project."""
+
+    name: RepositoryName
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RepositorySummary:
+    """A repository and the total size of the blobs linked to it."""
+
+    created_at: datetime
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class TagEntry:
+    """A tag, the manifest it points to, and since when it points there."""
+
+    tag: str
+    digest: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestEntry:
+    """A manifest of a repository."""
+
+    digest: str
+    created_at: datetime
+
+
+async def repositories_of_project(db: Executor, project: str) -> list[RepositoryEntry]:
+    """Every repository of `project`, in name (byte) order."""
+    # Both conditions: the namespace column and the name prefix say the same thing, and a row
+    # where they disagree must not show up under another project.
+    rows = await db.fetch(
+        """
+        SELECT name, created_at FROM repositories
+        WHERE namespace = $1 AND starts_with(name, $2)
+        ORDER BY name COLLATE "C"
+        """,
+        project,
+        f"{project}/",
+    )
+    return [RepositoryEntry(RepositoryName(row["name"]), row["created_at"]) for row in rows]
+
+
+async def repository_summary(db: Executor, name: RepositoryName) -> RepositorySummary | None:
+    """When the repository was created and the bytes of the blobs linked to it; None when it
+    does not exist."""
+    row = await db.fetchrow(
+        """
+        SELECT r.created_at,
+               (SELECT coalesce(sum(b.size), 0) FROM blobs b WHERE b.repository = r.name)::bigint
+                   AS size
+        FROM repositories r WHERE r.name = $1
+        """,
+        name.full,
+    )
+    if row is None:
+        return None
+    return RepositorySummary(created_at=row["created_at"], size=row["size"])
+
+
+async def tags_newest_first(db: Executor, name: RepositoryName) -> list[TagEntry]:
+    """The repository's tags, most recently (re)pointed first.
+
+    A tag's time is `updated_at`: when it started pointing at its current manifest (its
+    creation, for a tag that never moved), so a re-pushed `latest` comes first.
+    """
+    rows = await db.fetch(
+        """
+        SELECT tag, digest, updated_at FROM tags
+        WHERE repository = $1
+        ORDER BY updated_at DESC, tag COLLATE "C"
+        """,
+        name.full,
+    )
+    return [TagEntry(row["tag"], row["digest"], row["updated_at"]) for row in rows]
+
+
+async def manifests_newest_first(db: Executor, name: RepositoryName) -> list[ManifestEntry]:
+    """The repository's manifests, newest first."""
+    rows = await db.fetch(
+        """
+        SELECT digest, created_at FROM manifests
+        WHERE repository = $1
+        ORDER BY created_at DESC, digest COLLATE "C"
+        """,
+        name.full,
+    )
+    return [ManifestEntry(row["digest"], row["created_at"]) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class DeletedRepository:
+    """What a repository delete removed that has data outside PostgreSQL."""
+
+    # Digests the repository linked: their objects go unless another repository links them.
+    digests: list[str]
+    # Upload sessions whose temporary data (uploads/<id>/) is left to remove.
+    upload_ids: list[uuid.UUID]
+
+
+async def delete_repository_rows(
+    connection: Connection, name: RepositoryName
+) -> DeletedRepository | None:
+    """Delete a repository's rows: links, upload sessions, then the repository, whose manifests,
+    tags, manifest_blobs and manifest_children go with it (foreign keys cascade). In a
+    transaction; None when the repository does not exist (nothing is deleted then).
+
+    Locks are taken in the order a manifest PUT takes them, so the two never deadlock: first
+    the links (FOR UPDATE, in digest order like db.blobs.lock_links), then the repository row
+    (the DELETE). A PUT that share-locked links first commits before this goes on; one that
+    comes later finds the links gone and is refused. A blob committed by a push racing this
+    delete loses its link to the cascade; its object, unlinked, is left to the blob GC.
+    """
+    exists = await connection.fetchval("SELECT 1 FROM repositories WHERE name = $1", name.full)
+    if not exists:
+        return None
+    await connection.execute(
+        "SELECT 1 FROM blobs WHERE repository = $1 ORDER BY digest FOR UPDATE", name.full
+    )
+    digests = await connection.fetch(
+        "DELETE FROM blobs WHERE repository = $1 RETURNING digest", name.full
+    )
+    uploads = await connection.fetch(
+        "DELETE FROM upload_sessions WHERE repository = $1 RETURNING id", name.full
+    )
+    status: str = await connection.execute("DELETE FROM repositories WHERE name = $1", name.full)
+    if status == "DELETE 0":
+        return None  # a concurrent delete got there first
+    return DeletedRepository(
+        digests=sorted(row["digest"] for row in digests),
+        upload_ids=[row["id"] for row in uploads],
+    )
