@@ -5,4 +5,10 @@ pytest_plugins = [
     "tests.fixtures.storage",
     "tests.fixtures.services",
     "tests.fixtures.distribution",
+    "tests.fixtures.auth",
+    "tests.fixtures.processes",
+    "tests.fixtures.jobs",
+    "tests.fixtures.jobs_context",
+    "tests.fixtures.management",
+    "tests.fixtures.migration",
 ]
