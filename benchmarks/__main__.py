@@ -46,6 +46,12 @@ def _parse_arguments() -> argparse.Namespace:
         "--time-limit", type=float, default=480.0, help="seconds the rounds may take (480)"
     )
     parser.add_argument("--output", type=Path, default=Path("BENCHMARKS.md"))
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=[scenario.key for scenario in SCENARIOS],
+        help="run just this scenario (repeatable); prints the figures, writes no report",
+    )
     return parser.parse_args()
 
 
@@ -78,7 +84,8 @@ async def _run(
         ours.label: ProcessTreeMonitor(ours.pid, cpu_roots=(postmaster,)),
         reference.label: ProcessTreeMonitor(reference.pid),
     }
-    results: Results = {scenario.key: {"ours": [], "reference": []} for scenario in SCENARIOS}
+    scenarios = [s for s in SCENARIOS if not args.only or s.key in args.only]
+    results: Results = {scenario.key: {"ours": [], "reference": []} for scenario in scenarios}
     rounds_run = 0
     try:
         context = Context(settings, Payloads(settings.large_pull_size), monitors)
@@ -92,14 +99,15 @@ async def _run(
                 break
             round_started = time.monotonic()
             order = registries if number % 2 == 0 else registries[::-1]
-            for scenario in SCENARIOS:
+            for scenario in scenarios:
                 for registry in order:
                     sample = await scenario.run(registry, context)
                     results[scenario.key][registry.label].append(sample)
                 by_label = {label: samples[-1] for label, samples in results[scenario.key].items()}
                 print(
                     f"round {number + 1}/{args.rounds} {scenario.title}: "
-                    f"ours {by_label['ours'].value:,.1f} ({by_label['ours'].errors} errors), "
+                    f"ours {by_label['ours'].value:,.1f} ({by_label['ours'].errors} errors, "
+                    f"peak RSS {by_label['ours'].usage.peak_rss / 2**20:.0f} MiB), "
                     f"reference {by_label['reference'].value:,.1f} "
                     f"({by_label['reference'].errors} errors) {scenario.unit}",
                     flush=True,
@@ -133,6 +141,8 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
     if rounds_run == 0:
         sys.exit("benchmarks: no round finished")
+    if args.only:
+        return  # a partial run, for tuning: the per-round lines above are its output
     info = RunInfo(
         command=COMMAND,
         rounds=rounds_run,

@@ -341,3 +341,61 @@ async def test_upload_counts_billing_bytes_for_the_project(registry: RegistryCli
     after = counted()
     assert after[0] - before[0] == 12345
     assert after[1] - before[1] == 1
+
+
+@pytest.mark.parametrize("chunks", [0, 1, 3], ids=["put-body-only", "one-patch", "three-patches"])
+async def test_finished_upload_leaves_no_temporary_data(
+    registry_client: TestClient, db: asyncpg.Connection, chunks: int
+) -> None:
+    data = os.urandom(300_000)
+    location = await _start(registry_client)
+    pieces = [data[i * 1000 : (i + 1) * 1000] for i in range(chunks)]
+    for index, piece in enumerate(pieces):
+        response = await _patch(registry_client, location, piece, index * 1000)
+        location = response.headers["Location"]
+    rest = data[chunks * 1000 :]
+    done = await registry_client.put(location, params={"digest": sha256(data)}, data=rest)
+    assert done.status == 201, await done.text()
+    assert await (await registry_client.get(f"/v2/{NAME}/blobs/{sha256(data)}")).read() == data
+    assert await db.fetchval("SELECT count(*) FROM upload_sessions") == 0
+    keys = await _storage_keys(registry_client)
+    assert keys == [f"blobs/sha256/{sha256(data)[7:9]}/{sha256(data)[7:]}"]
+
+
+async def test_put_with_whole_body_and_wrong_digest_leaves_nothing(
+    registry_client: TestClient, db: asyncpg.Connection
+) -> None:
+    location = await _start(registry_client)
+    response = await registry_client.put(
+        location, params={"digest": sha256(b"other")}, data=b"the real bytes"
+    )
+    assert response.status == 400
+    assert (await response.json())["errors"][0]["code"] == "DIGEST_INVALID"
+    assert await _stored_keys(db, registry_client) == {
+        "blobs": 0,
+        "blob_objects": 0,
+        "upload_sessions": 0,
+    }
+    assert await _storage_keys(registry_client) == []
+
+
+async def test_put_body_longer_than_its_content_range_is_size_invalid(
+    registry_client: TestClient, db: asyncpg.Connection
+) -> None:
+    location = await _start(registry_client)
+    response = await registry_client.put(
+        location,
+        params={"digest": sha256(b"0123456789")},
+        data=b"0123456789",
+        headers={"Content-Range": "0-9", "Content-Length": "10"},
+    )
+    assert response.status == 201
+    second = await _start(registry_client)
+    mismatch = await registry_client.put(
+        second,
+        params={"digest": sha256(b"0123456789")},
+        data=b"0123456789",
+        headers={"Content-Range": "0-4"},
+    )
+    assert mismatch.status == 400
+    assert (await mismatch.json())["errors"][0]["code"] == "SIZE_INVALID"

@@ -137,3 +137,42 @@ def test_token_secret_is_required_and_long_enough() -> None:
         RegistryTokens.from_settings(Settings(token_secret="short"))
     assert short.value.variable == "TOKEN_SECRET"
     assert RegistryTokens.from_settings(Settings(token_secret=SECRET)) is not None
+
+
+def test_a_verified_token_is_remembered_only_for_its_own_service(
+    tokens: RegistryTokens, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    issued = tokens.issue("alice", SERVICE, ACCESS, {})
+    assert tokens.verify(issued.token, SERVICE) is not None
+    calls: list[str] = []
+    real_decode = jwt.decode
+
+    def counting_decode(*args: object, **kwargs: object) -> object:
+        calls.append("decode")
+        return real_decode(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(jwt, "decode", counting_decode)
+    assert tokens.verify(issued.token, SERVICE) is not None
+    assert tokens.is_registry_token(issued.token)
+    assert calls == []  # served from memory: no signature check, no parse
+    assert tokens.verify(issued.token, "other.example.com") is None
+    assert calls == ["decode"]
+
+
+def test_a_remembered_token_stops_working_when_it_expires(
+    tokens: RegistryTokens, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import registry_common.auth.tokens as tokens_module
+
+    issued = tokens.issue("alice", SERVICE, ACCESS, {})
+    assert tokens.verify(issued.token, SERVICE) is not None
+    later = datetime.now(UTC) + timedelta(minutes=10)
+    monkeypatch.setattr(tokens_module.time, "time", lambda: later.timestamp())
+
+    class Later(datetime):
+        @classmethod
+        def now(cls, tz: object = None) -> datetime:  # type: ignore[override]
+            return later
+
+    monkeypatch.setattr(jwt.api_jwt, "datetime", Later)
+    assert tokens.verify(issued.token, SERVICE) is None

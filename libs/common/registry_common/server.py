@@ -7,6 +7,8 @@ decided, because prometheus_client picks its storage mode when the first metric 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import importlib
 import os
 import shutil
@@ -25,7 +27,20 @@ from registry_common.settings import ConfigError, Settings, load_settings
 
 AppFactory = Callable[[Settings], web.Application]
 
+# glibc's mallopt parameter for the number of malloc arenas.
+_M_ARENA_MAX = -8
+# Arenas per process: the storage and hashing threads would otherwise each get an arena, and
+# freed chunk buffers would stay spread over them instead of going back to the system.
+MALLOC_ARENAS = 2
+
 log = structlog.get_logger("registry.server")
+
+
+def _limit_malloc_arenas() -> None:
+    libc_name = ctypes.util.find_library("c")
+    mallopt = getattr(ctypes.CDLL(libc_name), "mallopt", None) if libc_name else None
+    if mallopt is not None:
+        mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
 
 
 def _load_factory(path: str) -> AppFactory:
@@ -122,7 +137,11 @@ def _supervise(factory_path: str, settings: Settings, workers: int) -> int:
 
 
 def run_service(service: str, factory_path: str, *, multi_worker: bool = True) -> None:
-    """Entry point of a service: configuration errors end the process with one line."""
+    """Entry point of a service: configuration errors end the process with one line.
+
+    The app is imported before the workers fork, so they share its modules' memory.
+    """
+    _limit_malloc_arenas()
     try:
         settings = load_settings()
         workers = settings.web_concurrency if multi_worker else 1

@@ -47,10 +47,7 @@ def stale_range(size: int) -> OciError:
 async def start_upload(pool: asyncpg.Pool, repository: RepositoryName) -> UploadSession:
     """Open an upload session in `repository`."""
     hasher = ResumableHasher("sha256")
-    upload_id = await upload_rows.create_upload(pool, repository.full, hasher.export_state())
-    session = await upload_rows.get_upload(pool, upload_id, repository.full)
-    assert session is not None
-    return session
+    return await upload_rows.create_upload(pool, repository.full, hasher.export_state())
 
 
 async def append_chunk(
@@ -118,15 +115,18 @@ async def finish_upload(
     On a mismatch the session and its data are removed and DIGEST_INVALID is raised: nothing
     of the upload remains.
     """
-    assembled = upload_blob_key(str(session.id), secrets.token_hex(4))
+    if len(session.part_keys) == 1:
+        assembled = session.part_keys[0]  # one chunk is the blob already: no copy
+    else:
+        assembled = upload_blob_key(str(session.id), secrets.token_hex(4))
     if digest.algorithm == "sha256":
         actual = ResumableHasher("sha256", session.hash_state).digest()
         if actual != str(digest):
             await discard_upload(pool, store, session)
             raise _mismatch(digest, actual)
+    if assembled not in session.part_keys:
         await store.compose(session.part_keys, assembled)
-    else:
-        await store.compose(session.part_keys, assembled)
+    if digest.algorithm != "sha256":
         actual = await _digest_of_object(store, assembled, digest.algorithm)
         if actual != str(digest):
             await discard_upload(pool, store, session)
@@ -136,6 +136,36 @@ async def finish_upload(
     return session.size
 
 
+async def finish_with_body(
+    pool: asyncpg.Pool,
+    store: ObjectStore,
+    repository: RepositoryName,
+    session: UploadSession,
+    digest: Digest,
+    chunks: AsyncIterable[bytes],
+    *,
+    start: int | None = None,
+    length: int | None = None,
+) -> int:
+    """Finish an upload whose PUT carries (the last part of) the data; returns the blob size.
+
+    When the PUT carries all of it (POST then PUT, the usual push of a small layer) the body
+    is verified as it streams and committed directly, without a chunk to record and compose.
+    """
+    if session.size or session.part_keys or start not in (None, 0):
+        session = await append_chunk(pool, store, session, chunks, start=start, length=length)
+        return await finish_upload(pool, store, repository, session, digest)
+    key = upload_blob_key(str(session.id), secrets.token_hex(4))
+    try:
+        size = await _store_verified(store, key, digest, chunks, length)
+    except OciError:
+        await discard_upload(pool, store, session)
+        raise
+    await commit_blob(pool, store, repository, str(digest), size, key)
+    await discard_upload(pool, store, session)
+    return size
+
+
 async def upload_whole(
     pool: asyncpg.Pool,
     store: ObjectStore,
@@ -143,15 +173,38 @@ async def upload_whole(
     digest: Digest,
     chunks: AsyncIterable[bytes],
 ) -> int:
-    """Monolithic upload: stream the body, verify it, commit it; returns its size."""
-    hasher = hashlib.new(digest.algorithm)
+    """Monolithic upload (POST with the body): stream, verify, commit; returns the size."""
     key = upload_blob_key(secrets.token_hex(16), "whole")
-    size = await store.write(key, chunks, on_chunk=hasher.update)
+    size = await _store_verified(store, key, digest, chunks, None)
+    await commit_blob(pool, store, repository, str(digest), size, key)
+    return size
+
+
+async def _store_verified(
+    store: ObjectStore,
+    key: str,
+    digest: Digest,
+    chunks: AsyncIterable[bytes],
+    length: int | None,
+) -> int:
+    """Write `chunks` at `key` hashing them; DIGEST_INVALID (nothing left) on a mismatch,
+    SIZE_INVALID when `length` was declared and the body differs."""
+    hasher = hashlib.new(digest.algorithm)
+    try:
+        size = await store.write(key, chunks, on_chunk=hasher.update, max_size=length)
+    except SizeLimitExceeded:
+        raise OciError(ErrorCode.SIZE_INVALID, "body is longer than declared") from None
     actual = f"{digest.algorithm}:{hasher.hexdigest()}"
+    if length is not None and size != length:
+        await store.delete(key)
+        raise OciError(
+            ErrorCode.SIZE_INVALID,
+            "body length does not match Content-Range",
+            detail={"declared": length, "received": size},
+        )
     if actual != str(digest):
         await store.delete(key)
         raise _mismatch(digest, actual)
-    await commit_blob(pool, store, repository, str(digest), size, key)
     return size
 
 

@@ -162,10 +162,18 @@ async def finish_upload(request: web.Request) -> web.StreamResponse:
     store = request.app[OBJECT_STORE]
     if _has_body(request):
         start, length = _content_range(request)
-        session = await upload_rules.append_chunk(
-            pool, store, session, _body_chunks(request), start=start, length=length
+        size = await upload_rules.finish_with_body(
+            pool,
+            store,
+            repository,
+            session,
+            digest,
+            _body_chunks(request),
+            start=start,
+            length=length,
         )
-    size = await upload_rules.finish_upload(pool, store, repository, session, digest)
+    else:
+        size = await upload_rules.finish_upload(pool, store, repository, session, digest)
     _count_upload(request, size)
     return _blob_created(repository, str(digest))
 

@@ -13,7 +13,9 @@ enough. Claims:
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -28,6 +30,8 @@ ALGORITHM = "HS256"
 MIN_SECRET_LENGTH = 32
 # Replicas' clocks may differ by a few seconds.
 CLOCK_LEEWAY = timedelta(seconds=10)
+# Verified tokens remembered per process (a few hundred bytes each).
+VERIFIED_CACHE_SIZE = 10_000
 
 
 class AccessEntry(TypedDict):
@@ -70,6 +74,9 @@ class RegistryTokens:
         self._secret = secret
         self._ttl = ttl
         self._issuer = issuer
+        # Verified tokens: a client sends the same token on every request of a pull or push,
+        # and checking its signature is a large part of a small request's cost.
+        self._verified: OrderedDict[str, tuple[str, TokenClaims, float]] = OrderedDict()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RegistryTokens:
@@ -110,6 +117,23 @@ class RegistryTokens:
 
     def verify(self, token: str, service: str) -> TokenClaims | None:
         """The claims of a token this registry signed for `service` and still valid; else None."""
+        cached = self._verified.get(token)
+        if cached is not None:
+            audience, claims, expires = cached
+            if audience == service and time.time() < expires:
+                self._verified.move_to_end(token)
+                return claims
+        verified = self._verify_signed(token, service)
+        if verified is None:
+            return None
+        claims, expires = verified
+        self._verified[token] = (service, claims, expires)
+        self._verified.move_to_end(token)
+        if len(self._verified) > VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return claims
+
+    def _verify_signed(self, token: str, service: str) -> tuple[TokenClaims, float] | None:
         try:
             header = jwt.get_unverified_header(token)
             if header.get("alg") != ALGORITHM:
@@ -125,11 +149,14 @@ class RegistryTokens:
             )
         except jwt.PyJWTError:
             return None
-        return _claims_from(claims)
+        typed = _claims_from(claims)
+        return None if typed is None else (typed, float(claims["exp"]))
 
     def is_registry_token(self, value: str) -> bool:
         """True when `value` looks like a token of this registry (a JWT from our issuer),
         signed or not: such a value is never handed to another authorizer."""
+        if value in self._verified:
+            return True
         try:
             claims = jwt.decode(value, options={"verify_signature": False})
         except jwt.PyJWTError:

@@ -19,6 +19,13 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """Pool reset: nothing to undo. asyncpg's default reset (unlock advisory locks, close
+    cursors, unlisten, RESET ALL) is a second round trip on every release; this code sets no
+    session state, and the one session-level advisory lock (jobs.runner) is released by its
+    holder. Open transactions are still rolled back by asyncpg itself."""
+
+
 async def create_pool(settings: Settings) -> asyncpg.Pool:
     """Open a pool to DB_URL; connections open lazily, so a down database does not stop start."""
     pool = await asyncpg.create_pool(
@@ -29,6 +36,7 @@ async def create_pool(settings: Settings) -> asyncpg.Pool:
         # Statements are short and parameterised; cache them per connection.
         statement_cache_size=256,
         max_inactive_connection_lifetime=300,
+        reset=_keep_session,
     )
     return pool
 

@@ -28,16 +28,19 @@ class UploadSession:
     created_at: datetime
 
 
-async def create_upload(db: Executor, repository: str, hash_state: bytes) -> uuid.UUID:
-    """Open a session for `repository`; returns its id."""
-    upload_id = uuid.uuid4()
-    await db.execute(
-        "INSERT INTO upload_sessions (id, repository, hash_state) VALUES ($1, $2, $3)",
-        upload_id,
+async def create_upload(db: Executor, repository: str, hash_state: bytes) -> UploadSession:
+    """Open a session for `repository`."""
+    row = await db.fetchrow(
+        """
+        INSERT INTO upload_sessions (id, repository, hash_state) VALUES ($1, $2, $3)
+        RETURNING id, repository, size, part_keys, hash_state, created_at
+        """,
+        uuid.uuid4(),
         repository,
         hash_state,
     )
-    return upload_id
+    assert row is not None
+    return _session(row)
 
 
 async def get_upload(db: Executor, upload_id: uuid.UUID, repository: str) -> UploadSession | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 import zlib
 from collections.abc import Awaitable, Callable
@@ -85,10 +84,12 @@ async def run_locked(context: JobContext, job: JobName, work: JobFunction) -> Jo
         try:
             await _timed(context, job, work)
         finally:
-            # A closed connection has released the session lock already; don't let that error
-            # hide the job's own outcome.
-            with contextlib.suppress(*UNAVAILABLE_ERRORS):
+            try:
                 await connection.execute("SELECT pg_advisory_unlock($1)", advisory_key(job))
+            except UNAVAILABLE_ERRORS:
+                # Closing the session releases the lock; never hand a connection that may
+                # still hold it back to the pool (whose reset leaves locks alone).
+                connection.terminate()
     return JobOutcome.COMPLETED
 
 
