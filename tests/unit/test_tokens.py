@@ -167,7 +167,7 @@ def test_a_remembered_token_stops_working_when_it_expires(
     issued = tokens.issue("alice", SERVICE, ACCESS, {})
     assert tokens.verify(issued.token, SERVICE) is not None
     later = datetime.now(UTC) + timedelta(minutes=10)
-    monkeypatch.setattr(tokens_module.time, "time", lambda: later.timestamp())
+    monkeypatch.setattr(tokens_module.time, "time", later.timestamp)
 
     class Later(datetime):
         @classmethod
