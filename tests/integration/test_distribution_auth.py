@@ -8,6 +8,7 @@ checked not to be refused (401, 403, 503).
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -29,7 +30,9 @@ from tests.fixtures.auth import (
     ALICE,
     ALICE_API_TOKEN,
     ALPHA,
+    BETA,
     BOB,
+    CAROL,
     PUBLIC,
     STATIC_USERS,
     UNPAID,
@@ -573,3 +576,41 @@ async def test_project_isolation_on_every_repository_route(
         if not refused:
             answered.append(f"{method} {path} -> {response.status}")
     assert not answered, "served to another project's caller:\n" + "\n".join(answered)
+
+
+async def test_mount_from_another_tenants_repository_needs_pull_there(
+    auth_registry_client: TestClient,
+) -> None:
+    """Cross-tenant dedup needs proof of possession: knowing a digest is not enough."""
+    client = auth_registry_client
+    data = b"beta's private layer"
+    digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+    carol = await fetch_token(client, f"repository:{BETA}/secret:pull,push", account=CAROL)
+    started = await client.post(
+        f"/v2/{BETA}/secret/blobs/uploads/",
+        params={"digest": digest},
+        data=data,
+        headers=bearer(carol["token"]),
+    )
+    assert started.status == 201
+
+    alice = await fetch_token(
+        client,
+        f"repository:{ALPHA}/app:pull,push",
+        f"repository:{BETA}/secret:pull",
+        account=ALICE,
+    )
+    mount = await client.post(
+        f"/v2/{ALPHA}/app/blobs/uploads/",
+        params={"mount": digest, "from": f"{BETA}/secret"},
+        headers=bearer(alice["token"]),
+    )
+    assert mount.status == 202  # no mount: an ordinary upload session instead
+    auto_mount = await client.post(
+        f"/v2/{ALPHA}/app/blobs/uploads/",
+        params={"mount": digest},
+        headers=bearer(alice["token"]),
+    )
+    assert auto_mount.status == 202
+    head = await client.head(f"/v2/{ALPHA}/app/blobs/{digest}", headers=bearer(alice["token"]))
+    assert head.status == 404

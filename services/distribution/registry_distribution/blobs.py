@@ -22,6 +22,7 @@ from registry_common.db.blobs import (
 from registry_common.http import DB_POOL, OBJECT_STORE, SETTINGS
 from registry_common.oci.digests import parse_digest
 from registry_common.oci.errors import ErrorCode, OciError
+from registry_common.oci.names import RepositoryName
 from registry_common.storage.base import ObjectNotFound
 from registry_common.storage.layout import blob_key
 from registry_distribution.access import grant_of, repository_of
@@ -143,9 +144,9 @@ async def send_blob(
     return response
 
 
-async def get_blob(request: web.Request) -> web.StreamResponse:
-    """Serve a linked blob, whole or a byte range (`GET` and `HEAD`)."""
-    repository = repository_of(request)
+async def linked_size(request: web.Request, repository: RepositoryName) -> tuple[str, int]:
+    """The digest in the URL and the size of that blob if `repository` links it (refreshing
+    the link's grace clock); BLOB_UNKNOWN otherwise."""
     digest = str(parse_digest(request.match_info["digest"]))
     size = await linked_blob_size(
         request.app[DB_POOL],
@@ -155,6 +156,13 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
     )
     if size is None:
         raise OciError(ErrorCode.BLOB_UNKNOWN, detail={"digest": digest})
+    return digest, size
+
+
+async def get_blob(request: web.Request) -> web.StreamResponse:
+    """Serve a linked blob, whole or a byte range (`GET` and `HEAD`)."""
+    repository = repository_of(request)
+    digest, size = await linked_size(request, repository)
     project_id = grant_of(request).project_id
     cdn_domain = request.app[SETTINGS].cdn_domain
     if cdn_domain and request.method == "GET" and not _is_internal_client(request):
