@@ -1,5 +1,10 @@
 """Runs a service process: settings, logging, worker processes sharing the port, metrics, signals.
 
+With WEB_CONCURRENCY > 1 the first process is itself a worker: it builds the app (which also
+finds configuration errors before anything starts), forks the other workers so they share the
+imported code's memory, serves the merged Prometheus metrics, forwards SIGTERM to the others and
+ends the whole group if one of them dies. No process sits idle as a supervisor.
+
 Imports of the app (and so of prometheus_client) happen only after PROMETHEUS_MULTIPROC_DIR is
 decided, because prometheus_client picks its storage mode when the first metric is created.
 """
@@ -7,6 +12,7 @@ decided, because prometheus_client picks its storage mode when the first metric 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import ctypes.util
 import importlib
@@ -16,7 +22,6 @@ import signal
 import sys
 import tempfile
 from collections.abc import Callable
-from typing import Any
 
 import structlog
 import uvloop
@@ -49,10 +54,48 @@ def _load_factory(path: str) -> AppFactory:
     return factory
 
 
+class _Workers:
+    """The forked workers, seen from the first process."""
+
+    def __init__(self, pids: set[int]) -> None:
+        self.pids = pids
+        self.failed = False
+
+    def stop(self) -> None:
+        """Ask every live worker to finish (they drain like the first process does)."""
+        for pid in self.pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    async def watch(self, stop: asyncio.Event) -> None:
+        """Reap workers as they exit; one exiting on its own stops the whole group.
+
+        A thread blocks in os.wait(): uvloop keeps SIGCHLD for itself.
+        """
+        from prometheus_client import multiprocess
+
+        while self.pids:
+            try:
+                pid, status = await asyncio.to_thread(os.wait)
+            except ChildProcessError:
+                return
+            self.pids.discard(pid)
+            multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+            if not stop.is_set():
+                log.error("worker_exited", pid=pid, status=status)
+                self.failed = True
+                stop.set()
+
+
 async def _serve(
-    factory: AppFactory, settings: Settings, *, reuse_port: bool, serve_metrics: bool
-) -> None:
-    app = factory(settings)
+    app: web.Application,
+    settings: Settings,
+    *,
+    reuse_port: bool,
+    serve_metrics: bool,
+    workers: _Workers | None = None,
+) -> bool:
+    """Serve until SIGTERM or SIGINT; False when a worker of the group failed."""
     runner = web.AppRunner(
         app,
         handle_signals=False,
@@ -74,74 +117,43 @@ async def _serve(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    watcher = asyncio.create_task(workers.watch(stop)) if workers is not None else None
     log.info("service_started", host=settings.host, port=settings.port, pid=os.getpid())
     await stop.wait()
     log.info("service_stopping", pid=os.getpid())
+    if workers is not None:
+        workers.stop()
     # Stops accepting, lets running requests finish within shutdown_timeout, then cleans up.
     await runner.cleanup()
+    if watcher is not None:
+        await watcher
     if metrics_runner is not None:
         await metrics_runner.cleanup()
     log.info("service_stopped", pid=os.getpid())
+    return workers is None or not workers.failed
 
 
-def _run_worker(
-    factory_path: str, settings: Settings, *, reuse_port: bool, serve_metrics: bool
-) -> None:
-    factory = _load_factory(factory_path)
-    uvloop.run(_serve(factory, settings, reuse_port=reuse_port, serve_metrics=serve_metrics))
-
-
-def _supervise(factory_path: str, settings: Settings, workers: int) -> int:
-    """Fork `workers` processes sharing the port (SO_REUSEPORT); serve their merged metrics."""
-    children: set[int] = set()
-    for _ in range(workers):
+def _fork_workers(app: web.Application, settings: Settings, count: int) -> set[int]:
+    pids: set[int] = set()
+    for _ in range(count):
         pid = os.fork()
-        if pid == 0:  # child
+        if pid == 0:  # a worker
             code = 0
             try:
-                _run_worker(factory_path, settings, reuse_port=True, serve_metrics=False)
+                uvloop.run(_serve(app, settings, reuse_port=True, serve_metrics=False))
             except BaseException:
                 log.exception("worker_failed")
                 code = 1
             finally:
                 os._exit(code)
-        children.add(pid)
-
-    from prometheus_client import multiprocess, start_http_server
-
-    from registry_common.metrics import metrics_registry
-
-    if settings.metrics_port:
-        start_http_server(settings.metrics_port, settings.host, registry=metrics_registry())
-
-    stopping = False
-
-    def forward(signum: int, _: Any) -> None:
-        nonlocal stopping
-        stopping = True
-        for child in children:
-            os.kill(child, signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    exit_code = 0
-    while children:
-        pid, status = os.wait()
-        children.discard(pid)
-        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
-        if not stopping:
-            log.error("worker_exited", pid=pid, status=status)
-            exit_code = 1
-            forward(signal.SIGTERM, None)
-    return exit_code
+        pids.add(pid)
+    return pids
 
 
 def run_service(service: str, factory_path: str, *, multi_worker: bool = True) -> None:
-    """Entry point of a service: configuration errors end the process with one line.
-
-    The app is imported before the workers fork, so they share its modules' memory.
-    """
+    """Entry point of a service: configuration errors end the process with one line."""
     _limit_malloc_arenas()
+    metrics_dir: str | None = None
     try:
         settings = load_settings()
         workers = settings.web_concurrency if multi_worker else 1
@@ -149,15 +161,19 @@ def run_service(service: str, factory_path: str, *, multi_worker: bool = True) -
         if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             metrics_dir = tempfile.mkdtemp(prefix=f"registry-{service}-metrics-")
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-        # Build the app once before forking so that configuration errors surface here.
-        _load_factory(factory_path)(settings)
+        # Built before forking: configuration errors surface here, and workers share its code.
+        app = _load_factory(factory_path)(settings)
     except ConfigError as exc:
         sys.exit(f"registry-{service}: configuration error: {exc}")
-    if workers == 1:
-        _run_worker(factory_path, settings, reuse_port=False, serve_metrics=True)
-        return
     try:
-        code = _supervise(factory_path, settings, workers)
+        if workers == 1:
+            uvloop.run(_serve(app, settings, reuse_port=False, serve_metrics=True))
+            return
+        group = _Workers(_fork_workers(app, settings, workers - 1))
+        healthy = uvloop.run(
+            _serve(app, settings, reuse_port=True, serve_metrics=True, workers=group)
+        )
     finally:
-        shutil.rmtree(os.environ.get("PROMETHEUS_MULTIPROC_DIR", ""), ignore_errors=True)
-    sys.exit(code)
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+    sys.exit(0 if healthy else 1)
