@@ -30,7 +30,7 @@ from registry_distribution.access import grant_of, repository_of
 # Digest-addressed bytes never change.
 IMMUTABLE = "max-age=31536000, immutable"
 # uvloop has no loop.sendfile, so aiohttp copies through a thread: big pieces, few hops.
-SEND_CHUNK_SIZE = 1024 * 1024
+SEND_CHUNK_SIZE = 512 * 1024
 _RANGE = re.compile(r"^bytes=(\d{0,19})-(\d{0,19})$")
 
 log = structlog.get_logger("registry.blobs")
