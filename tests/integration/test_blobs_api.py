@@ -263,3 +263,26 @@ async def test_unusable_storage_answers_503_and_stores_nothing(
     assert response.status == 503
     assert (await response.json())["errors"][0]["code"] == "UNAVAILABLE"
     assert await db.fetchval("SELECT count(*) FROM blobs") == 0
+
+
+async def test_filesystem_blobs_are_sent_with_sendfile(
+    aiohttp_client: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from registry_distribution import blobs as blob_handlers
+
+    client = await aiohttp_client(create_app(settings))
+    digest = await RegistryClient(client).push_blob(NAME, DATA)
+    calls: list[tuple[int, int]] = []
+    real_sendfile = os.sendfile
+
+    def counting_sendfile(out_fd: int, in_fd: int, offset: int, count: int) -> int:
+        calls.append((offset, count))
+        return real_sendfile(out_fd, in_fd, offset, count)
+
+    monkeypatch.setattr(blob_handlers.os, "sendfile", counting_sendfile)
+    whole = await client.get(f"/v2/{NAME}/blobs/{digest}")
+    assert await whole.read() == DATA
+    ranged = await client.get(f"/v2/{NAME}/blobs/{digest}", headers={"Range": "bytes=100-199"})
+    assert await ranged.read() == DATA[100:200]
+    assert calls[0] == (0, len(DATA))
+    assert calls[-1] == (100, 100)
