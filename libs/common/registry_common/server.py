@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import importlib
 import os
 import shutil
@@ -41,11 +42,34 @@ MALLOC_ARENAS = 2
 log = structlog.get_logger("registry.server")
 
 
-def _limit_malloc_arenas() -> None:
+# How often a worker hands memory freed by finished transfers back to the system.
+TRIM_INTERVAL_SECONDS = 2
+
+
+@functools.cache
+def _libc_function(name: str) -> Callable[..., int] | None:
     libc_name = ctypes.util.find_library("c")
-    mallopt = getattr(ctypes.CDLL(libc_name), "mallopt", None) if libc_name else None
+    function: Callable[..., int] | None = (
+        getattr(ctypes.CDLL(libc_name), name, None) if libc_name else None
+    )
+    return function
+
+
+def _limit_malloc_arenas() -> None:
+    mallopt = _libc_function("mallopt")
     if mallopt is not None:
         mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
+
+
+async def _trim_memory_periodically() -> None:
+    """Return freed heap pages to the system now and then: body buffers of large uploads are
+    freed into malloc's free lists, where they would otherwise keep the process's RSS up."""
+    malloc_trim = _libc_function("malloc_trim")
+    if malloc_trim is None:
+        return
+    while True:
+        await asyncio.sleep(TRIM_INTERVAL_SECONDS)
+        await asyncio.to_thread(malloc_trim, 0)
 
 
 def _load_factory(path: str) -> AppFactory:
@@ -70,15 +94,19 @@ class _Workers:
     async def watch(self, stop: asyncio.Event) -> None:
         """Reap workers as they exit; one exiting on its own stops the whole group.
 
-        A thread blocks in os.wait(): uvloop keeps SIGCHLD for itself.
+        One thread per worker blocks in waitpid() on that worker alone (uvloop keeps SIGCHLD,
+        and a wait for any child would also reap other code's subprocesses).
         """
         from prometheus_client import multiprocess
 
-        while self.pids:
+        waits = {
+            asyncio.ensure_future(asyncio.to_thread(os.waitpid, pid, 0)): pid for pid in self.pids
+        }
+        for finished in asyncio.as_completed(list(waits)):
             try:
-                pid, status = await asyncio.to_thread(os.wait)
+                pid, status = await finished
             except ChildProcessError:
-                return
+                continue
             self.pids.discard(pid)
             multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
             if not stop.is_set():
@@ -118,9 +146,11 @@ async def _serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     watcher = asyncio.create_task(workers.watch(stop)) if workers is not None else None
+    trimmer = asyncio.create_task(_trim_memory_periodically())
     log.info("service_started", host=settings.host, port=settings.port, pid=os.getpid())
     await stop.wait()
     log.info("service_stopping", pid=os.getpid())
+    trimmer.cancel()
     if workers is not None:
         workers.stop()
     # Stops accepting, lets running requests finish within shutdown_timeout, then cleans up.
@@ -153,6 +183,7 @@ def _fork_workers(app: web.Application, settings: Settings, count: int) -> set[i
 def run_service(service: str, factory_path: str, *, multi_worker: bool = True) -> None:
     """Entry point of a service: configuration errors end the process with one line."""
     _limit_malloc_arenas()
+    _libc_function("malloc_trim")  # looked up (a subprocess) before any worker is forked
     metrics_dir: str | None = None
     try:
         settings = load_settings()
