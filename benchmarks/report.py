@@ -204,9 +204,10 @@ def render(results: Results, info: RunInfo) -> str:
     ]
     lines += [
         "",
-        "Memory of the registry processes, sampled every 20 ms (PSS every 100 ms). Ours is a",
-        f"supervisor and {info.workers} forked workers: summed RSS counts the pages they share",
-        "once per process, PSS (proportional set size) divides them among their sharers.",
+        "Memory of the registry processes, sampled every 20 ms (PSS every 100 ms). Ours is",
+        f"{info.workers} worker processes, the first of which forked the others: summed RSS",
+        "counts the pages they share once per process, PSS (proportional set size) divides",
+        "them among their sharers.",
         "",
         *_memory_rows(results, info),
     ]
@@ -238,7 +239,7 @@ def render(results: Results, info: RunInfo) -> str:
         "round runs every scenario against both, alternating which registry goes first. "
         "Payloads are random and new for every run, digests computed before the clock starts; "
         "response bodies are read and discarded.",
-        "- Memory and CPU: psutil reads the process trees (our supervisor and workers; the "
+        "- Memory and CPU: psutil reads the process trees (our workers; the "
         "reference's one process; for CPU also PostgreSQL's postmaster and backends, part of "
         "what our service costs) while each scenario runs, in a thread of the client.",
         "- Scenarios: monolithic push is `POST` then `PUT ?digest=` with the body; chunked push "

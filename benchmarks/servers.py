@@ -62,9 +62,9 @@ class ProcessTreeMonitor:
     counts the CPU time they (and the trees of `cpu_roots`, such as PostgreSQL) use.
 
     RSS is summed over the processes, as asked of the target; it counts the pages forked
-    workers share with their supervisor once per process. PSS (proportional set size: shared
-    pages divided among their sharers) sums to what the tree really holds; it is costlier to
-    read, so it is sampled every PSS_EVERY-th time.
+    workers share with the process that forked them once per process. PSS (proportional set
+    size: shared pages divided among their sharers) sums to what the tree really holds; it is
+    costlier to read, so it is sampled every PSS_EVERY-th time.
     """
 
     PSS_EVERY = 5

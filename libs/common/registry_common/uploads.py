@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Callable
 
 import asyncpg
 
@@ -70,19 +70,7 @@ async def append_chunk(
         raise OciError(ErrorCode.BLOB_UPLOAD_INVALID, f"an upload takes at most {MAX_PARTS} chunks")
     hasher = ResumableHasher("sha256", session.hash_state)
     key = upload_part_key(str(session.id), len(session.part_keys), secrets.token_hex(4))
-    try:
-        written = await store.write(key, chunks, on_chunk=hasher.update, max_size=length)
-    except SizeLimitExceeded:
-        raise OciError(
-            ErrorCode.SIZE_INVALID, "chunk is longer than its Content-Range says"
-        ) from None
-    if length is not None and written != length:
-        await store.delete(key)
-        raise OciError(
-            ErrorCode.SIZE_INVALID,
-            "chunk length does not match Content-Range",
-            detail={"declared": length, "received": written},
-        )
+    written = await _write_exact(store, key, chunks, hasher.update, length)
     if written == 0:
         await store.delete(key)
         return session
@@ -190,18 +178,8 @@ async def _store_verified(
     """Write `chunks` at `key` hashing them; DIGEST_INVALID (nothing left) on a mismatch,
     SIZE_INVALID when `length` was declared and the body differs."""
     hasher = hashlib.new(digest.algorithm)
-    try:
-        size = await store.write(key, chunks, on_chunk=hasher.update, max_size=length)
-    except SizeLimitExceeded:
-        raise OciError(ErrorCode.SIZE_INVALID, "body is longer than declared") from None
+    size = await _write_exact(store, key, chunks, hasher.update, length)
     actual = f"{digest.algorithm}:{hasher.hexdigest()}"
-    if length is not None and size != length:
-        await store.delete(key)
-        raise OciError(
-            ErrorCode.SIZE_INVALID,
-            "body length does not match Content-Range",
-            detail={"declared": length, "received": size},
-        )
     if actual != str(digest):
         await store.delete(key)
         raise _mismatch(digest, actual)
@@ -212,6 +190,29 @@ async def discard_upload(pool: asyncpg.Pool, store: ObjectStore, session: Upload
     """Remove a session and all its temporary data."""
     await upload_rows.delete_upload(pool, session.id, session.repository)
     await store.delete_prefix(upload_prefix(str(session.id)))
+
+
+async def _write_exact(
+    store: ObjectStore,
+    key: str,
+    chunks: AsyncIterable[bytes],
+    on_chunk: Callable[[bytes], None],
+    length: int | None,
+) -> int:
+    """Write `chunks` at `key`; SIZE_INVALID (nothing left) when `length` was declared (by
+    Content-Range) and the body has another length."""
+    try:
+        size = await store.write(key, chunks, on_chunk=on_chunk, max_size=length)
+    except SizeLimitExceeded:
+        raise OciError(ErrorCode.SIZE_INVALID, "body is longer than its Content-Range") from None
+    if length is not None and size != length:
+        await store.delete(key)
+        raise OciError(
+            ErrorCode.SIZE_INVALID,
+            "body length does not match Content-Range",
+            detail={"declared": length, "received": size},
+        )
+    return size
 
 
 async def _digest_of_object(store: ObjectStore, key: str, algorithm: str) -> str:
