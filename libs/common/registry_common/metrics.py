@@ -2,7 +2,7 @@
 
 Metric objects are process-wide by Prometheus' design. With several worker processes, the
 server runner sets PROMETHEUS_MULTIPROC_DIR before this module is imported, so every worker
-writes its samples to that folder and the supervisor serves their sum.
+writes its samples to that folder and the first worker serves their sum.
 """
 
 from __future__ import annotations
