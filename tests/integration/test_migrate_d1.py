@@ -12,10 +12,10 @@ from rich.console import Console
 
 from registry_common.jobs.index import index_manifests
 from registry_common.jobs.runner import JobContext, JobReport
-from registry_common.migrate.d1 import BATCH_SIZE, D1Error, parse_d1_time
-from registry_common.migrate.progress import MigrationProgress, Outcome
 from registry_common.settings import Settings
 from registry_common.storage.filesystem import FilesystemStore
+from registry_tools.migrate.d1 import BATCH_SIZE, D1Error, parse_d1_time
+from registry_tools.migrate.progress import MigrationProgress, Outcome
 from tests.fakes.d1_api import FakeD1Api
 from tests.fixtures.distribution import sha256
 from tests.fixtures.migration import (

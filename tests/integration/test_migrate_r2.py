@@ -14,11 +14,11 @@ import asyncpg
 import pytest
 from rich.console import Console
 
-from registry_common.migrate.progress import MigrationProgress, Outcome
-from registry_common.migrate.r2 import STREAM_CHUNK_SIZE
 from registry_common.storage.base import ChunkHook, ObjectStore
 from registry_common.storage.filesystem import FilesystemStore
 from registry_common.storage.layout import blob_key
+from registry_tools.migrate.progress import MigrationProgress, Outcome
+from registry_tools.migrate.r2 import STREAM_CHUNK_SIZE
 from tests.fixtures.distribution import OCI_INDEX, OCI_MANIFEST, make_image, sha256
 from tests.fixtures.migration import (
     DOCKER_MANIFEST,

@@ -93,7 +93,7 @@ async def _check_local_run(tmp_path: Path, extra_env: dict[str, str]) -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "registry_common.local",
+        "registry_tools.local",
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,

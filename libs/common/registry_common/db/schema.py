@@ -1,14 +1,10 @@
-"""Apply schema.sql; also the `registry-migrate` command (`make db`)."""
+"""Apply schema.sql to a database (the `registry-schema` command of registry_tools runs it)."""
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from importlib.resources import files
 
 import asyncpg
-
-from registry_common.settings import ConfigError, load_settings
 
 # Any constant shared by every process that applies the schema; serialises concurrent applies.
 _SCHEMA_LOCK_KEY = 0x5245_4749_5354_5259  # "REGISTRY"
@@ -28,15 +24,3 @@ async def apply_schema(dsn: str) -> None:
             await connection.execute(schema_sql())
     finally:
         await connection.close()
-
-
-def main() -> None:
-    """Entry point of `registry-migrate`: apply schema.sql to DB_URL."""
-    try:
-        dsn = load_settings().require_db_url()
-        asyncio.run(apply_schema(dsn))
-    except ConfigError as exc:
-        sys.exit(f"registry-migrate: configuration error: {exc}")
-    except (OSError, asyncpg.PostgresError) as exc:
-        sys.exit(f"registry-migrate: cannot apply schema: {exc}")
-    print("registry-migrate: schema applied")

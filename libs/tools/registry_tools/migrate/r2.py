@@ -46,21 +46,6 @@ from registry_common.db.blobs import link_blob, lock_object
 from registry_common.db.pool import create_pool
 from registry_common.db.repositories import ensure_repository
 from registry_common.jobs.index import guess_media_type
-from registry_common.migrate.cli import (
-    check_http_url,
-    exit_on_config_error,
-    load_config,
-    load_registry_settings,
-    parse_arguments,
-    run_command,
-)
-from registry_common.migrate.progress import (
-    BYTES,
-    MigrationProgress,
-    MigrationSummary,
-    Outcome,
-    ProgressTask,
-)
 from registry_common.oci import media_types as mt
 from registry_common.oci.digests import digest_of, is_digest
 from registry_common.oci.errors import OciError
@@ -70,6 +55,21 @@ from registry_common.settings import ConfigError, Settings
 from registry_common.storage import create_object_store
 from registry_common.storage.base import ObjectStore, StorageError
 from registry_common.storage.layout import blob_key, upload_blob_key
+from registry_tools.migrate.cli import (
+    check_http_url,
+    exit_on_config_error,
+    load_config,
+    load_registry_settings,
+    parse_arguments,
+    run_command,
+)
+from registry_tools.migrate.progress import (
+    BYTES,
+    MigrationProgress,
+    MigrationSummary,
+    Outcome,
+    ProgressTask,
+)
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client

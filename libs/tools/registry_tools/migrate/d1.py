@@ -34,7 +34,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from registry_common.db import Connection
 from registry_common.db import migration as import_rows
 from registry_common.db.pool import create_pool
-from registry_common.migrate.cli import (
+from registry_common.oci.digests import is_digest
+from registry_common.oci.names import is_repository_name, is_tag
+from registry_common.settings import ConfigError, Settings
+from registry_tools.migrate.cli import (
     check_http_url,
     exit_on_config_error,
     load_config,
@@ -42,16 +45,13 @@ from registry_common.migrate.cli import (
     parse_arguments,
     run_command,
 )
-from registry_common.migrate.progress import (
+from registry_tools.migrate.progress import (
     BYTES,
     MigrationProgress,
     MigrationSummary,
     Outcome,
     ProgressTask,
 )
-from registry_common.oci.digests import is_digest
-from registry_common.oci.names import is_repository_name, is_tag
-from registry_common.settings import ConfigError, Settings
 
 COMMAND = "registry-migrate-d1"
 DEFAULT_D1_DATABASE_ID = "67b907e7-9d0d-4846-851e-8e7da80acbad"

@@ -19,8 +19,8 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
 from registry_common.logging import configure_logging
-from registry_common.migrate.progress import MigrationSummary
 from registry_common.settings import ConfigError, LogFormat, Settings, load_settings
+from registry_tools.migrate.progress import MigrationSummary
 
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
