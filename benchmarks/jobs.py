@@ -135,7 +135,8 @@ async def _prepare(url: str) -> dict[str, int]:
 
 async def _run_one(job: str) -> None:
     """Child process: run one job against DB_URL and STORAGE_PATH."""
-    from registry_common.jobs.runner import JobContext, JobName, run_job
+    from registry_common.jobs.base import JobContext, JobName
+    from registry_common.jobs.catalog import run_job
     from registry_common.settings import load_settings
     from registry_common.storage import create_object_store
 

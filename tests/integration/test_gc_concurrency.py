@@ -18,8 +18,8 @@ from typing import Any
 import asyncpg
 from aiohttp.test_utils import TestClient
 
+from registry_common.jobs.base import JobContext, JobReport
 from registry_common.jobs.gc import run_blob_gc
-from registry_common.jobs.runner import JobContext, JobReport
 from registry_common.storage.layout import BLOBS_PREFIX, blob_key
 from tests.fixtures.distribution import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, sha256
 

@@ -12,17 +12,13 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from registry_common.db import blobs as blob_rows
+from registry_common.jobs import catalog
 from registry_common.jobs import gc as gc_module
-from registry_common.jobs.gc import delete_unlinked_objects, expire_uploads
-from registry_common.jobs.runner import (
-    JobContext,
-    JobFailed,
-    JobName,
-    JobOutcome,
-    JobReport,
-    advisory_key,
-    run_job,
-)
+from registry_common.jobs.base import JobContext, JobFailed, JobName, JobOutcome, JobReport
+from registry_common.jobs.catalog import run_job
+from registry_common.jobs.gc import expire_uploads
+from registry_common.jobs.runner import advisory_key
+from registry_common.registry.blob_store import delete_unlinked_objects
 from registry_common.storage.base import ObjectStore, StorageUnavailable
 from registry_common.storage.layout import blob_key
 from tests.fixtures.distribution import OCI_INDEX, RegistryClient, make_image, sha256
@@ -347,8 +343,8 @@ async def test_run_all_stops_at_the_first_failing_step(
     async def storage(context: JobContext, report: JobReport) -> None:
         ran.append("storage")
 
-    monkeypatch.setattr("registry_common.jobs.gc.run_blob_gc", failing_gc)
-    monkeypatch.setattr("registry_common.jobs.storage_usage.calculate_project_storage", storage)
+    monkeypatch.setitem(catalog.JOBS, JobName.RUN_BLOB_GC, failing_gc)
+    monkeypatch.setitem(catalog.JOBS, JobName.CALCULATE_PROJECT_STORAGE, storage)
     with pytest.raises(JobFailed) as failed:
         await run_job(job_context, JobName.RUN_ALL)
     assert failed.value.job is JobName.RUN_BLOB_GC

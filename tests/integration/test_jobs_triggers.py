@@ -10,7 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from prometheus_client import REGISTRY
 
-from registry_common.jobs.runner import JobName
+from registry_common.jobs.base import JobName
 from registry_common.metrics import create_metrics_app
 from registry_common.settings import ConfigError, Settings
 from registry_jobs.app import create_app

@@ -18,10 +18,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from registry_common import repositories as repository_rules
 from registry_common.db import project_storage as project_storage_rows
 from registry_common.db import repositories as repository_rows
 from registry_common.http import OBJECT_STORE
+from registry_common.registry import repository_store
 from registry_common.storage.base import ObjectStore
 from registry_common.storage.layout import blob_key, upload_prefix
 from registry_management.api import BACKGROUND_TASKS
@@ -669,14 +669,14 @@ async def test_delete_finishes_after_the_client_disconnects(
     holding = asyncio.Event()
     release = asyncio.Event()
     handler_cancelled = asyncio.Event()
-    real_delete_objects = repository_rules.delete_unlinked_objects
+    real_delete_objects = repository_store.delete_unlinked_objects
 
     async def held_delete_objects(*args: Any, **kwargs: Any) -> Any:
         holding.set()
         await release.wait()
         return await real_delete_objects(*args, **kwargs)
 
-    monkeypatch.setattr(repository_rules, "delete_unlinked_objects", held_delete_objects)
+    monkeypatch.setattr(repository_store, "delete_unlinked_objects", held_delete_objects)
 
     @web.middleware
     async def observe_cancellation(request: web.Request, handler: Any) -> web.StreamResponse:

@@ -10,8 +10,8 @@ import asyncpg
 import pytest
 from rich.console import Console
 
+from registry_common.jobs.base import JobContext, JobReport
 from registry_common.jobs.index import index_manifests
-from registry_common.jobs.runner import JobContext, JobReport
 from registry_common.settings import Settings
 from registry_common.storage.filesystem import FilesystemStore
 from registry_tools.migrate.d1 import BATCH_SIZE, D1Error, parse_d1_time

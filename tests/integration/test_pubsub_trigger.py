@@ -10,7 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from google.api_core.exceptions import NotFound
 
-from registry_common.jobs.runner import JobName
+from registry_common.jobs.base import JobName
 from registry_jobs.app import create_app
 from registry_jobs.pubsub_trigger import PUBSUB_TRIGGER, UnknownJob, job_named_by
 from tests.fakes.pubsub import FakePubSub

@@ -6,7 +6,7 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
-from registry_common.manifests import MAX_PAGE_SIZE
+from registry_distribution.pages import MAX_PAGE_SIZE
 from tests.fixtures.distribution import RegistryClient, assert_oci_error, make_image
 
 NAME = "proj/app"

@@ -8,7 +8,8 @@ import os
 import pytest
 
 from registry_common.oci.digests import ResumableHasher, digest_of, is_digest, parse_digest
-from registry_common.oci.errors import ErrorCode, OciError
+from registry_common.oci.errors import ErrorCode
+from tests.fixtures.distribution import raises_oci_error
 
 GOOD = "sha256:" + "a" * 64
 
@@ -41,7 +42,7 @@ def test_valid_digests_parse(value: str) -> None:
 )
 def test_malformed_digests_are_digest_invalid(value: str) -> None:
     assert not is_digest(value)
-    with pytest.raises(OciError) as raised:
+    with raises_oci_error() as raised:
         parse_digest(value)
     assert raised.value.code is ErrorCode.DIGEST_INVALID
     assert raised.value.status == 400

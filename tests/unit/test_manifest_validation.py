@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from registry_common.oci import media_types as mt
-from registry_common.oci.errors import ErrorCode, OciError
+from registry_common.oci.errors import ErrorCode
 from registry_common.oci.manifests import (
     MAX_MANIFEST_SIZE,
     BlobReference,
@@ -19,6 +19,8 @@ from registry_common.oci.manifests import (
     parse_manifest,
     parse_reference,
 )
+from registry_distribution.errors import OciError
+from tests.fixtures.distribution import raises_oci_error
 
 
 def digest(seed: str) -> str:
@@ -62,7 +64,7 @@ def parse(document: Any, content_type: str | None = mt.OCI_MANIFEST) -> ParsedMa
 
 
 def refused(body: bytes, content_type: str | None = mt.OCI_MANIFEST) -> OciError:
-    with pytest.raises(OciError) as caught:
+    with raises_oci_error() as caught:
         parse_manifest(body, content_type)
     return caught.value
 
@@ -482,14 +484,14 @@ def test_reference_is_a_tag_or_a_digest() -> None:
     "value", ["sha256:" + "A" * 64, "sha256:abc", "md5:" + "a" * 32, "sha256:..", ":"]
 )
 def test_malformed_digest_reference_is_digest_invalid(value: str) -> None:
-    with pytest.raises(OciError) as caught:
+    with raises_oci_error() as caught:
         parse_reference(value)
     assert caught.value.code is ErrorCode.DIGEST_INVALID
 
 
 @pytest.mark.parametrize("value", ["-latest", ".hidden", "a" * 129, "", "v 1", "tag/x", "..", "é"])
 def test_malformed_tag_reference_is_manifest_invalid(value: str) -> None:
-    with pytest.raises(OciError) as caught:
+    with raises_oci_error() as caught:
         parse_reference(value)
     assert caught.value.code is ErrorCode.MANIFEST_INVALID
     assert caught.value.status == 400

@@ -15,9 +15,10 @@ from aiohttp import web
 
 from registry_common import metrics
 from registry_common.db.pool import UNAVAILABLE_ERRORS, create_pool, ping
+from registry_common.errors import Unavailable
 from registry_common.settings import Settings
 from registry_common.storage import create_object_store
-from registry_common.storage.base import ObjectStore, StorageUnavailable
+from registry_common.storage.base import ObjectStore
 
 SETTINGS = web.AppKey("settings", Settings)
 DB_POOL = web.AppKey("db_pool", asyncpg.Pool)
@@ -125,8 +126,9 @@ def error_middleware(render: ErrorRenderer) -> Any:
 
 
 def is_unavailable(exc: BaseException) -> bool:
-    """True for errors meaning PostgreSQL or storage is unreachable (answer 503, retry later)."""
-    return isinstance(exc, (*UNAVAILABLE_ERRORS, StorageUnavailable)) and not isinstance(
+    """True for errors meaning PostgreSQL, storage or the Deploys API is unreachable (answer 503,
+    retry later)."""
+    return isinstance(exc, (*UNAVAILABLE_ERRORS, Unavailable)) and not isinstance(
         exc, FileNotFoundError
     )
 

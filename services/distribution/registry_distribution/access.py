@@ -28,19 +28,19 @@ from aiohttp import hdrs, web
 
 from registry_common.auth import (
     AUTHORIZER,
-    AuthUnavailable,
     Permission,
     authorizer_ctx,
     create_authorizer,
 )
+from registry_common.auth.base import Authorizer
 from registry_common.auth.tokens import RegistryTokens, TokenClaims
 from registry_common.http import SETTINGS, Handler, set_request_project
-from registry_common.oci.errors import ErrorCode, OciError
+from registry_common.oci.errors import ErrorCode
 from registry_common.oci.names import RepositoryName, parse_repository_name
 from registry_common.settings import AuthMode
+from registry_distribution.errors import OciError
 
 REGISTRY_TOKENS = web.AppKey("registry_tokens", RegistryTokens)
-RETRY_AFTER_SECONDS = "5"
 # What a Host header may look like before it goes into the challenge (host[:port], or IPv6).
 _HOST = re.compile(r"^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$")
 
@@ -51,6 +51,46 @@ class Action(StrEnum):
 
 
 PERMISSION_OF = {Action.PULL: Permission.PULL, Action.PUSH: Permission.PUSH}
+
+
+class AccessRefused(OciError):
+    """401 (who are you?) or 403 (not for you) for a repository request."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectAccess:
+    """What the authorizer allows a caller in one project: `actions`, the project's id when
+    known, and whether the credentials were recognised (401 versus 403 when refused)."""
+
+    actions: frozenset[Action]
+    project_id: str | None
+    authenticated: bool
+
+
+async def project_access(
+    authorizer: Authorizer, authorization: str | None, project: str, wanted: frozenset[Action]
+) -> ProjectAccess:
+    """The actions among `wanted` that the holder of `authorization` may do in `project`.
+
+    Push implies pull, so push is asked first whenever it could answer: for a push, and for a
+    pull with credentials (one cached answer then serves a pushing client's reads too, as the
+    seed did); pull is asked only when push was not granted. Anonymous callers can only pull,
+    and invalid credentials are not asked about again. Raises AuthUnavailable.
+    """
+    authenticated = False
+    if Action.PUSH in wanted or authorization is not None:
+        decision = await authorizer.authorize(authorization, project, Permission.PUSH)
+        if decision.allowed:
+            return ProjectAccess(wanted, decision.project_id, True)
+        if authorization is not None and not decision.authenticated:
+            return ProjectAccess(frozenset(), None, False)
+        authenticated = decision.authenticated
+    if Action.PULL in wanted:
+        decision = await authorizer.authorize(authorization, project, Permission.PULL)
+        if decision.allowed:
+            return ProjectAccess(frozenset({Action.PULL}), decision.project_id, True)
+        authenticated = authenticated or decision.authenticated
+    return ProjectAccess(frozenset(), None, authenticated)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,16 +182,7 @@ def unauthorized(
 ) -> OciError:
     """401 UNAUTHORIZED with the Bearer challenge."""
     challenge = {"WWW-Authenticate": bearer_challenge(request, scope, error)}
-    return OciError(ErrorCode.UNAUTHORIZED, message, headers={**(headers or {}), **challenge})
-
-
-def auth_unavailable() -> OciError:
-    """503 UNAVAILABLE for an authorizer that could not answer."""
-    return OciError(
-        ErrorCode.UNAVAILABLE,
-        "authorization service unavailable, retry later",
-        headers={"Retry-After": RETRY_AFTER_SECONDS},
-    )
+    return AccessRefused(ErrorCode.UNAUTHORIZED, message, headers={**(headers or {}), **challenge})
 
 
 def _authorization_of(request: web.Request) -> str | None:
@@ -174,22 +205,20 @@ def _verified_claims(request: web.Request, token: str) -> TokenClaims | None:
 
 
 async def is_authenticated(request: web.Request) -> bool:
-    """True for a valid registry token or valid credentials (OciError 503 when unknowable)."""
+    """True for a valid registry token or valid credentials (AuthUnavailable when
+    unknowable)."""
     authorization = _authorization_of(request)
     if authorization is None:
         return False
     token = _registry_token(request, authorization)
     if token is not None:
         return _verified_claims(request, token) is not None
-    try:
-        return await request.app[AUTHORIZER].identify(authorization) is not None
-    except AuthUnavailable:
-        raise auth_unavailable() from None
+    return await request.app[AUTHORIZER].identify(authorization) is not None
 
 
 async def authorize(request: web.Request, repository: RepositoryName, action: Action) -> Grant:
-    """Decide whether the caller may do `action` on `repository`; OciError 401, 403 or 503
-    if not."""
+    """Decide whether the caller may do `action` on `repository`; AccessRefused (401, 403) or
+    AuthUnavailable if not."""
     settings = request.app[SETTINGS]
     if settings.auth_mode is AuthMode.NONE:
         return Grant(repository, action, repository.project)
@@ -219,26 +248,13 @@ async def _ask_authorizer(
     action: Action,
     scope: str,
 ) -> Grant:
-    authorizer = request.app[AUTHORIZER]
-    # With credentials, push is asked first even to pull (as the seed did): one cached answer
-    # then serves a pushing client's reads too. Anonymous callers can only ever pull.
-    if action is Action.PUSH or authorization is None:
-        permissions = [PERMISSION_OF[action]]
-    else:
-        permissions = [Permission.PUSH, Permission.PULL]
-    authenticated = False
-    try:
-        for permission in permissions:
-            decision = await authorizer.authorize(authorization, repository.project, permission)
-            if decision.allowed:
-                return Grant(repository, action, decision.project_id or repository.project)
-            if not decision.authenticated:
-                break  # invalid credentials: another permission will not help
-            authenticated = True
-    except AuthUnavailable:
-        raise auth_unavailable() from None
-    if authenticated:
-        raise OciError(ErrorCode.DENIED)
+    access = await project_access(
+        request.app[AUTHORIZER], authorization, repository.project, frozenset({action})
+    )
+    if action in access.actions:
+        return Grant(repository, action, access.project_id or repository.project)
+    if access.authenticated:
+        raise AccessRefused(ErrorCode.DENIED)
     raise unauthorized(request, scope)
 
 

@@ -14,19 +14,14 @@ import structlog
 from aiohttp import web
 
 from registry_common import metrics
-from registry_common.db.blobs import (
-    UnlinkOutcome,
-    linked_blob_size,
-    touch_interval,
-    unlink_unreferenced,
-)
+from registry_common.errors import BlobUnknown
 from registry_common.http import DB_POOL, OBJECT_STORE, SETTINGS
 from registry_common.oci.digests import parse_digest
-from registry_common.oci.errors import ErrorCode, OciError
+from registry_common.oci.errors import ErrorCode
 from registry_common.oci.names import RepositoryName
-from registry_common.storage.base import ObjectNotFound
-from registry_common.storage.layout import blob_key
+from registry_common.registry import blob_store
 from registry_distribution.access import grant_of, repository_of
+from registry_distribution.errors import OciError
 
 # Digest-addressed bytes never change.
 IMMUTABLE = "max-age=31536000, immutable"
@@ -106,7 +101,7 @@ async def _send_file(
     try:
         file = await asyncio.to_thread(open, path, "rb")
     except FileNotFoundError:
-        raise OciError(ErrorCode.BLOB_UNKNOWN) from None
+        raise BlobUnknown from None
     try:
         await response.prepare(request)
         transport = request.transport
@@ -138,8 +133,6 @@ async def send_blob(
 ) -> web.StreamResponse:
     """Send a blob's bytes (whole or the requested range); `on_sent` gets the number of body
     bytes once they are sent."""
-    store = request.app[OBJECT_STORE]
-    key = blob_key(digest)
     headers = {
         "Docker-Content-Digest": digest,
         "ETag": f'"{digest}"',
@@ -157,25 +150,17 @@ async def send_blob(
     if request.method == "HEAD":
         await response.prepare(request)
         return response
-    path = store.local_path(key)
-    if path is not None:
-        sent = await _send_file(request, response, path, start, length)
-        await response.write_eof()
-        on_sent(sent)
-        return response
-    chunks = store.read(key, offset=start, length=length)
-    try:
-        first = await anext(chunks, b"")
-    except ObjectNotFound:
-        log.error("blob_object_missing", digest=digest)
-        raise OciError(ErrorCode.BLOB_UNKNOWN) from None
-    await response.prepare(request)
-    sent = 0
-    await response.write(first)
-    sent += len(first)
-    async for chunk in chunks:
-        await response.write(chunk)
-        sent += len(chunk)
+    content = await blob_store.open_blob(request.app[OBJECT_STORE], digest, start, length)
+    if content.path is not None:
+        sent = await _send_file(request, response, content.path, start, length)
+    else:
+        await response.prepare(request)
+        await response.write(content.first)
+        sent = len(content.first)
+        if content.rest is not None:
+            async for chunk in content.rest:
+                await response.write(chunk)
+                sent += len(chunk)
     await response.write_eof()
     on_sent(sent)
     return response
@@ -183,16 +168,11 @@ async def send_blob(
 
 async def linked_size(request: web.Request, repository: RepositoryName) -> tuple[str, int]:
     """The digest in the URL and the size of that blob if `repository` links it (refreshing
-    the link's grace clock); BLOB_UNKNOWN otherwise."""
+    the link's grace clock); BlobUnknown otherwise."""
     digest = str(parse_digest(request.match_info["digest"]))
-    size = await linked_blob_size(
-        request.app[DB_POOL],
-        repository.full,
-        digest,
-        touch_interval(request.app[SETTINGS].gc_grace_period),
+    size = await blob_store.linked_blob_size(
+        request.app[DB_POOL], repository, digest, request.app[SETTINGS].gc_grace_period
     )
-    if size is None:
-        raise OciError(ErrorCode.BLOB_UNKNOWN, detail={"digest": digest})
     return digest, size
 
 
@@ -219,16 +199,6 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
 
 async def delete_blob(request: web.Request) -> web.StreamResponse:
     """Unlink a blob from the repository (202); its bytes go later through GC."""
-    repository = repository_of(request)
     digest = str(parse_digest(request.match_info["digest"]))
-    async with request.app[DB_POOL].acquire() as connection, connection.transaction():
-        outcome = await unlink_unreferenced(connection, repository.full, digest)
-    if outcome is UnlinkOutcome.MISSING:
-        raise OciError(ErrorCode.BLOB_UNKNOWN, detail={"digest": digest})
-    if outcome is UnlinkOutcome.REFERENCED:
-        raise OciError(
-            ErrorCode.DENIED,
-            "blob is referenced by a manifest of this repository; delete the manifest first",
-            status=409,
-        )
+    await blob_store.unlink_blob(request.app[DB_POOL], repository_of(request), digest)
     return web.Response(status=202)

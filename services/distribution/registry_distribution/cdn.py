@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from registry_common.oci.errors import ErrorCode, OciError
+from registry_common.oci.errors import ErrorCode
 from registry_common.oci.names import parse_repository_name
 from registry_distribution.blobs import linked_size, send_blob
+from registry_distribution.errors import OciError
 
 PUBLIC_IMMUTABLE = "public, max-age=31536000, immutable"
 

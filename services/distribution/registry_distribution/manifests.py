@@ -6,15 +6,15 @@ import asyncio
 
 from aiohttp import web
 
-from registry_common import manifests
+from registry_common.errors import DigestMismatch
 from registry_common.http import DB_POOL
-from registry_common.oci.errors import ErrorCode, OciError
 from registry_common.oci.manifests import (
     MAX_MANIFEST_SIZE,
     manifest_too_large,
     parse_manifest,
     parse_reference,
 )
+from registry_common.registry import manifest_store, tag_store
 from registry_distribution.access import repository_of
 
 # Digest-addressed content never changes; a tag may move at any time, so clients revalidate
@@ -43,7 +43,7 @@ async def get_manifest(request: web.Request) -> web.StreamResponse:
     repository = repository_of(request)
     reference = parse_reference(request.match_info["reference"])
     head = request.method == "HEAD"
-    row = await manifests.find_manifest(
+    row = await manifest_store.find_manifest(
         request.app[DB_POOL], repository, reference, with_content=not head
     )
     etag = f'"{row.digest}"'
@@ -72,12 +72,12 @@ async def put_manifest(request: web.Request) -> web.StreamResponse:
     else:
         manifest = parse_manifest(body, content_type, algorithm=algorithm)
     if reference.digest is not None and manifest.digest != reference.digest:
-        raise OciError(
-            ErrorCode.DIGEST_INVALID,
+        raise DigestMismatch(
             "manifest digest does not match the digest in the URL",
-            detail={"digest": reference.digest, "computed": manifest.digest},
+            digest=reference.digest,
+            computed=manifest.digest,
         )
-    await manifests.store_manifest(
+    await manifest_store.store_manifest(
         request.app[DB_POOL], repository, manifest, body, tag=reference.tag
     )
     headers = {
@@ -95,8 +95,8 @@ async def delete_manifest(request: web.Request) -> web.StreamResponse:
     reference = parse_reference(request.match_info["reference"])
     pool = request.app[DB_POOL]
     if reference.tag is not None:
-        await manifests.delete_tag(pool, repository, reference.tag)
+        await tag_store.delete_tag(pool, repository, reference.tag)
     else:
         assert reference.digest is not None
-        await manifests.delete_manifest(pool, repository, reference.digest)
+        await manifest_store.delete_manifest(pool, repository, reference.digest)
     return web.Response(status=202)

@@ -7,11 +7,12 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from registry_common import manifests
 from registry_common.http import DB_POOL
 from registry_common.oci.digests import parse_digest
 from registry_common.oci.media_types import OCI_INDEX, is_media_type
+from registry_common.registry import manifest_store
 from registry_distribution.access import repository_of
+from registry_distribution.pages import invalid_parameter, page_size
 
 
 async def list_referrers(request: web.Request) -> web.StreamResponse:
@@ -19,15 +20,15 @@ async def list_referrers(request: web.Request) -> web.StreamResponse:
     digest, even when the repository or the subject does not exist."""
     repository = repository_of(request)
     subject = str(parse_digest(request.match_info["digest"]))
-    limit = manifests.page_size(request.query.get("n"))
+    limit = page_size(request.query.get("n"))
     last = request.query.get("last")
     after = str(parse_digest(last)) if last is not None else None
     artifact_type = request.query.get("artifactType")
     if artifact_type is not None and not is_media_type(artifact_type):
-        raise manifests.invalid_parameter(
+        raise invalid_parameter(
             "artifactType must be a media type", artifactType=artifact_type[:300]
         )
-    page = await manifests.list_referrers(
+    page = await manifest_store.list_referrers(
         request.app[DB_POOL],
         repository,
         subject,

@@ -21,19 +21,20 @@ from collections.abc import Iterable
 import aiohttp
 from aiohttp import hdrs, web
 
-from registry_common.auth import AUTHORIZER, Authorizer, AuthUnavailable, Permission
+from registry_common.auth import AUTHORIZER
 from registry_common.auth.tokens import AccessEntry, IssuedToken
 from registry_common.http import SETTINGS
-from registry_common.oci.errors import ErrorCode, OciError
+from registry_common.oci.errors import ErrorCode
 from registry_common.oci.names import RepositoryName, is_repository_name
 from registry_common.settings import AuthMode
 from registry_distribution.access import (
     REGISTRY_TOKENS,
     Action,
-    auth_unavailable,
+    project_access,
     service_name,
     token_realm,
 )
+from registry_distribution.errors import OciError
 
 # A token names a handful of repositories; bound the Deploys API calls one request can cause.
 MAX_REPOSITORIES = 32
@@ -76,58 +77,43 @@ def parse_scopes(values: Iterable[str]) -> dict[RepositoryName, set[Action]]:
     return requested
 
 
-async def _project_actions(
-    authorizer: Authorizer, authorization: str | None, project: str, wanted: set[Action]
-) -> tuple[frozenset[Action], str | None]:
-    """The actions allowed in `project` among `wanted`, and the project's id."""
-    if Action.PUSH in wanted:
-        decision = await authorizer.authorize(authorization, project, Permission.PUSH)
-        if decision.allowed:
-            return frozenset({Action.PULL, Action.PUSH}), decision.project_id
-    if Action.PULL in wanted:
-        decision = await authorizer.authorize(authorization, project, Permission.PULL)
-        if decision.allowed:
-            return frozenset({Action.PULL}), decision.project_id
-    return frozenset(), None
-
-
 async def grant_token(
     request: web.Request, authorization: str | None, scopes: Iterable[str]
 ) -> tuple[IssuedToken, list[AccessEntry]]:
-    """Sign a token with what the caller may do of `scopes`; InvalidCredentials or OciError."""
+    """Sign a token with what the caller may do of `scopes`; InvalidCredentials, OciError or
+    AuthUnavailable."""
     requested = parse_scopes(scopes)
     authorizer = request.app[AUTHORIZER]
     wanted_by_project: dict[str, set[Action]] = {}
     for repository, actions in requested.items():
         wanted_by_project.setdefault(repository.project, set()).update(actions)
-    try:
-        subject = ""
-        if authorization is not None:
-            account = await authorizer.identify(authorization)
-            if account is None:
-                raise InvalidCredentials
-            subject = account
-        projects = list(wanted_by_project)
-        answers = await asyncio.gather(
-            *(
-                _project_actions(authorizer, authorization, project, wanted_by_project[project])
-                for project in projects
+    subject = ""
+    if authorization is not None:
+        account = await authorizer.identify(authorization)
+        if account is None:
+            raise InvalidCredentials
+        subject = account
+    projects = list(wanted_by_project)
+    answers = await asyncio.gather(
+        *(
+            project_access(
+                authorizer, authorization, project, frozenset(wanted_by_project[project])
             )
+            for project in projects
         )
-    except AuthUnavailable:
-        raise auth_unavailable() from None
+    )
     allowed = dict(zip(projects, answers, strict=True))
     access: list[AccessEntry] = []
     for repository in sorted(requested, key=lambda name: name.full):
-        actions = requested[repository] & allowed[repository.project][0]
+        actions = requested[repository] & allowed[repository.project].actions
         if actions:
             access.append(
                 {"type": "repository", "name": repository.full, "actions": sorted(actions)}
             )
     project_ids = {
-        project: project_id
-        for project, (actions, project_id) in allowed.items()
-        if actions and project_id
+        project: answer.project_id
+        for project, answer in allowed.items()
+        if answer.actions and answer.project_id
     }
     issued = request.app[REGISTRY_TOKENS].issue(subject, service_name(request), access, project_ids)
     return issued, access

@@ -9,15 +9,20 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from registry_common import metrics
-from registry_common import uploads as upload_rules
-from registry_common.blobs import mount_blob
-from registry_common.db.blobs import repository_in_project_linking
-from registry_common.db.uploads import UploadSession, get_upload
+from registry_common.db.uploads import UploadSession
 from registry_common.http import DB_POOL, OBJECT_STORE
 from registry_common.oci.digests import parse_digest
-from registry_common.oci.errors import ErrorCode, OciError
+from registry_common.oci.errors import ErrorCode
 from registry_common.oci.names import RepositoryName, is_repository_name
-from registry_distribution.access import Action, authorize, grant_of, repository_of
+from registry_common.registry import blob_store, upload_store
+from registry_distribution.access import (
+    AccessRefused,
+    Action,
+    authorize,
+    grant_of,
+    repository_of,
+)
+from registry_distribution.errors import OciError, range_header
 
 # Advertised, not enforced: bigger chunks mean fewer objects to compose.
 CHUNK_MIN_LENGTH = 1024 * 1024
@@ -33,7 +38,7 @@ def _session_headers(repository: RepositoryName, session: UploadSession) -> dict
     return {
         "Location": _upload_location(repository, session.id),
         "Docker-Upload-UUID": str(session.id),
-        "Range": upload_rules.range_header(session.size),
+        "Range": range_header(session.size),
     }
 
 
@@ -59,39 +64,22 @@ def _count_upload(request: web.Request, size: int) -> None:
     metrics.UPLOAD_COUNT.labels(project_id).inc()
 
 
-async def _session_of(request: web.Request) -> UploadSession:
-    """The session named in the URL, only if it belongs to this repository."""
-    try:
-        upload_id = uuid.UUID(request.match_info["upload_id"])
-    except ValueError:
-        raise OciError(ErrorCode.BLOB_UPLOAD_UNKNOWN) from None
-    session = await get_upload(request.app[DB_POOL], upload_id, repository_of(request).full)
-    if session is None:
-        raise OciError(ErrorCode.BLOB_UPLOAD_UNKNOWN)
-    return session
-
-
 async def _try_mount(request: web.Request, repository: RepositoryName) -> web.Response | None:
     """Link the `mount` digest from `from` (or, without `from`, from a repository of the same
     project); None when that is not possible and a regular upload should start."""
     digest = parse_digest(request.query["mount"])
-    pool = request.app[DB_POOL]
-    source = request.query.get("from")
-    if source is not None:
-        if not is_repository_name(source):
+    source: RepositoryName | None = None
+    if "from" in request.query:
+        if not is_repository_name(request.query["from"]):
             return None
-        source_name = RepositoryName(source)
+        source = RepositoryName(request.query["from"])
         try:
-            await authorize(request, source_name, Action.PULL)
-        except OciError as exc:
-            if exc.code is ErrorCode.UNAVAILABLE:
-                raise
+            await authorize(request, source, Action.PULL)
+        except AccessRefused:
             return None  # not allowed to read the source: no proof of possession
-    else:
-        source = await repository_in_project_linking(pool, repository.project, str(digest))
-        if source is None:
-            return None
-    size = await mount_blob(pool, request.app[OBJECT_STORE], repository, str(digest), source)
+    size = await blob_store.mount_blob(
+        request.app[DB_POOL], request.app[OBJECT_STORE], repository, str(digest), source
+    )
     if size is None:
         return None
     return _blob_created(repository, str(digest))
@@ -107,12 +95,12 @@ async def start_upload(request: web.Request) -> web.StreamResponse:
             return mounted
     if "digest" in request.query:
         digest = parse_digest(request.query["digest"])
-        size = await upload_rules.upload_whole(
+        size = await upload_store.upload_whole(
             pool, request.app[OBJECT_STORE], repository, digest, _body_chunks(request)
         )
         _count_upload(request, size)
         return _blob_created(repository, str(digest))
-    session = await upload_rules.start_upload(pool, repository)
+    session = await upload_store.start_upload(pool, repository)
     headers = _session_headers(repository, session)
     headers["OCI-Chunk-Min-Length"] = str(CHUNK_MIN_LENGTH)
     return web.Response(status=202, headers=headers)
@@ -138,12 +126,12 @@ def _content_range(request: web.Request) -> tuple[int | None, int | None]:
 async def append_chunk(request: web.Request) -> web.StreamResponse:
     """Append a chunk to an upload session."""
     repository = repository_of(request)
-    session = await _session_of(request)
     start, length = _content_range(request)
-    session = await upload_rules.append_chunk(
+    session = await upload_store.append_chunk(
         request.app[DB_POOL],
         request.app[OBJECT_STORE],
-        session,
+        repository,
+        request.match_info["upload_id"],
         _body_chunks(request),
         start=start,
         length=length,
@@ -154,26 +142,20 @@ async def append_chunk(request: web.Request) -> web.StreamResponse:
 async def finish_upload(request: web.Request) -> web.StreamResponse:
     """Finish an upload with its digest (and an optional last chunk)."""
     repository = repository_of(request)
-    session = await _session_of(request)
     if "digest" not in request.query:
         raise OciError(ErrorCode.DIGEST_INVALID, "the digest query parameter is required")
     digest = parse_digest(request.query["digest"])
-    pool = request.app[DB_POOL]
-    store = request.app[OBJECT_STORE]
-    if _has_body(request):
-        start, length = _content_range(request)
-        size = await upload_rules.finish_with_body(
-            pool,
-            store,
-            repository,
-            session,
-            digest,
-            _body_chunks(request),
-            start=start,
-            length=length,
-        )
-    else:
-        size = await upload_rules.finish_upload(pool, store, repository, session, digest)
+    start, length = _content_range(request) if _has_body(request) else (None, None)
+    size = await upload_store.finish_upload(
+        request.app[DB_POOL],
+        request.app[OBJECT_STORE],
+        repository,
+        request.match_info["upload_id"],
+        digest,
+        _body_chunks(request) if _has_body(request) else None,
+        start=start,
+        length=length,
+    )
     _count_upload(request, size)
     return _blob_created(repository, str(digest))
 
@@ -181,12 +163,18 @@ async def finish_upload(request: web.Request) -> web.StreamResponse:
 async def upload_status(request: web.Request) -> web.StreamResponse:
     """Report how much of an upload was received."""
     repository = repository_of(request)
-    session = await _session_of(request)
+    session = await upload_store.upload_status(
+        request.app[DB_POOL], repository, request.match_info["upload_id"]
+    )
     return web.Response(status=204, headers=_session_headers(repository, session))
 
 
 async def cancel_upload(request: web.Request) -> web.StreamResponse:
     """Abandon an upload session and its data."""
-    session = await _session_of(request)
-    await upload_rules.discard_upload(request.app[DB_POOL], request.app[OBJECT_STORE], session)
+    await upload_store.cancel_upload(
+        request.app[DB_POOL],
+        request.app[OBJECT_STORE],
+        repository_of(request),
+        request.match_info["upload_id"],
+    )
     return web.Response(status=204)

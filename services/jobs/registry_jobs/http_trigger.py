@@ -14,7 +14,7 @@ import hmac
 from aiohttp import web
 
 from registry_common.http import SETTINGS
-from registry_common.jobs.runner import JobFailed, JobName, JobOutcome
+from registry_common.jobs.base import JobFailed, JobName, JobOutcome
 from registry_jobs.runs import JOB_RUNS, JobInterrupted, JobsClosing, job_context
 
 UNAVAILABLE_HEADERS = {"Retry-After": "5"}

@@ -30,7 +30,7 @@ from google.cloud.pubsub_v1.subscriber.futures import StreamingPullFuture
 from google.cloud.pubsub_v1.subscriber.message import Message
 
 from registry_common.http import SETTINGS
-from registry_common.jobs.runner import JobFailed, JobName, JobOutcome
+from registry_common.jobs.base import JobFailed, JobName, JobOutcome
 from registry_common.settings import ConfigError
 from registry_jobs.runs import JOB_RUNS, JobRuns, job_context
 

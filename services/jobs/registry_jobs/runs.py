@@ -14,7 +14,8 @@ import structlog
 from aiohttp import web
 
 from registry_common.http import DB_POOL, OBJECT_STORE, SETTINGS
-from registry_common.jobs.runner import JobContext, JobName, JobOutcome, run_job
+from registry_common.jobs.base import JobContext, JobName, JobOutcome
+from registry_common.jobs.catalog import run_job
 
 JobRunner = Callable[[JobContext, JobName], Awaitable[JobOutcome]]
 

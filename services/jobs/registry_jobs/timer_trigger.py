@@ -15,7 +15,7 @@ import structlog
 from aiohttp import web
 
 from registry_common.http import SETTINGS
-from registry_common.jobs.runner import JobFailed, JobName
+from registry_common.jobs.base import JobFailed, JobName
 from registry_common.settings import Settings
 from registry_jobs.runs import JOB_RUNS, JobInterrupted, JobsClosing, job_context
 

@@ -19,19 +19,14 @@ import structlog
 from aiohttp import hdrs, web
 from pydantic import ValidationError
 
-from registry_common import manifests
-from registry_common.auth import AUTHORIZER, AuthUnavailable, Permission
-from registry_common.db import project_storage as project_storage_rows
-from registry_common.db import repositories as repository_rows
+from registry_common.auth import AUTHORIZER, Permission
 from registry_common.http import DB_POOL, OBJECT_STORE, SETTINGS, Handler, set_request_project
 from registry_common.oci.digests import is_digest
-from registry_common.oci.errors import ErrorCode, OciError
 from registry_common.oci.names import RepositoryName, is_project_name, is_repository_name, is_tag
-from registry_common.repositories import delete_repository
+from registry_common.registry import manifest_store, repository_store, tag_store
 from registry_common.settings import AuthMode
 from registry_management.models import (
     FORBIDDEN,
-    MANIFEST_IN_INDEX,
     MANIFEST_NOT_FOUND,
     REPOSITORY_NOT_FOUND,
     TAG_NOT_FOUND,
@@ -55,7 +50,6 @@ from registry_management.models import (
 )
 
 JSON_CONTENT_TYPE = "application/json"
-RETRY_AFTER_SECONDS = "5"
 
 RequestT = TypeVar("RequestT", bound=ApiRequest)
 T = TypeVar("T")
@@ -132,14 +126,7 @@ async def authorize(request: web.Request, project: str, permission: Permission) 
     if request.app[SETTINGS].auth_mode is AuthMode.NONE:
         return
     authorization = request.headers.get(hdrs.AUTHORIZATION) or None
-    try:
-        decision = await request.app[AUTHORIZER].authorize(authorization, project, permission)
-    except AuthUnavailable:
-        raise ApiError(
-            "authorization service unavailable, retry later",
-            status=503,
-            headers={"Retry-After": RETRY_AFTER_SECONDS},
-        ) from None
+    decision = await request.app[AUTHORIZER].authorize(authorization, project, permission)
     if not decision.allowed:
         raise ApiError(FORBIDDEN)
 
@@ -190,7 +177,7 @@ async def background_tasks_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def list_repositories(request: web.Request, body: ProjectRequest) -> RepositoryList:
     """The project's repositories, by name."""
-    entries = await repository_rows.repositories_of_project(request.app[DB_POOL], body.project)
+    entries = await repository_store.list_repositories(request.app[DB_POOL], body.project)
     return RepositoryList(
         items=[
             RepositoryItem(name=entry.name.path, created_at=entry.created_at) for entry in entries
@@ -201,23 +188,14 @@ async def list_repositories(request: web.Request, body: ProjectRequest) -> Repos
 async def get_repository(request: web.Request, body: RepositoryRequest) -> RepositoryInfo:
     """A repository and the bytes of the blobs it links."""
     name = repository_name(body)
-    summary = await repository_rows.repository_summary(request.app[DB_POOL], name)
-    if summary is None:
-        raise ApiError(REPOSITORY_NOT_FOUND)
+    summary = await repository_store.repository_summary(request.app[DB_POOL], name)
     return RepositoryInfo(name=name.path, size=summary.size, created_at=summary.created_at)
-
-
-async def _existing_repository(request: web.Request, body: RepositoryRequest) -> RepositoryName:
-    name = repository_name(body)
-    if not await repository_rows.repository_exists(request.app[DB_POOL], name):
-        raise ApiError(REPOSITORY_NOT_FOUND)
-    return name
 
 
 async def get_tags(request: web.Request, body: RepositoryRequest) -> TagList:
     """The repository's tags, newest first."""
-    name = await _existing_repository(request, body)
-    entries = await repository_rows.tags_newest_first(request.app[DB_POOL], name)
+    name = repository_name(body)
+    entries = await tag_store.tags_newest_first(request.app[DB_POOL], name)
     return TagList(
         name=name.path,
         items=[
@@ -229,8 +207,8 @@ async def get_tags(request: web.Request, body: RepositoryRequest) -> TagList:
 
 async def get_manifests(request: web.Request, body: RepositoryRequest) -> ManifestList:
     """The repository's manifests, newest first."""
-    name = await _existing_repository(request, body)
-    entries = await repository_rows.manifests_newest_first(request.app[DB_POOL], name)
+    name = repository_name(body)
+    entries = await manifest_store.manifests_newest_first(request.app[DB_POOL], name)
     return ManifestList(
         name=name.path,
         items=[ManifestItem(digest=entry.digest, created_at=entry.created_at) for entry in entries],
@@ -239,7 +217,7 @@ async def get_manifests(request: web.Request, body: RepositoryRequest) -> Manife
 
 async def get_project_storage(request: web.Request, body: ProjectRequest) -> ProjectStorage:
     """The project's total from the last calculateProjectStorage run (0 before the first)."""
-    stored = await project_storage_rows.project_storage(request.app[DB_POOL], body.project)
+    stored = await repository_store.project_storage(request.app[DB_POOL], body.project)
     if stored is None:
         return ProjectStorage(size=0)
     return ProjectStorage(size=stored.size, updated_at=stored.updated_at)
@@ -250,10 +228,7 @@ async def delete_manifest(request: web.Request, body: ManifestRequest) -> None:
     name = repository_name(body)
     if not is_digest(body.digest):
         raise ApiError(MANIFEST_NOT_FOUND)
-    try:
-        await manifests.delete_manifest(request.app[DB_POOL], name, body.digest)
-    except OciError as exc:
-        raise _not_found_or(exc, MANIFEST_NOT_FOUND) from None
+    await manifest_store.delete_manifest(request.app[DB_POOL], name, body.digest)
 
 
 async def untag(request: web.Request, body: TagRequest) -> None:
@@ -261,29 +236,13 @@ async def untag(request: web.Request, body: TagRequest) -> None:
     name = repository_name(body)
     if not is_tag(body.tag):
         raise ApiError(TAG_NOT_FOUND)
-    try:
-        await manifests.delete_tag(request.app[DB_POOL], name, body.tag)
-    except OciError as exc:
-        raise _not_found_or(exc, TAG_NOT_FOUND) from None
+    await tag_store.delete_tag(request.app[DB_POOL], name, body.tag)
 
 
 async def delete(request: web.Request, body: RepositoryRequest) -> None:
     """Delete a repository and everything in it; finishes even if the client goes away."""
     name = repository_name(body)
     app = request.app
-    deleted = await run_to_completion(app, delete_repository(app[DB_POOL], app[OBJECT_STORE], name))
-    if not deleted:
-        raise ApiError(REPOSITORY_NOT_FOUND)
-
-
-def _not_found_or(exc: OciError, not_found: str) -> Exception:
-    """The management error for the library's OciError about a manifest or tag."""
-    if exc.code is ErrorCode.NAME_UNKNOWN:
-        return ApiError(REPOSITORY_NOT_FOUND)
-    if exc.code is ErrorCode.MANIFEST_UNKNOWN:
-        return ApiError(not_found)
-    if exc.code is ErrorCode.DENIED and exc.status == 409:
-        indexes = exc.detail.get("indexes") if isinstance(exc.detail, dict) else None
-        listed = f" ({', '.join(indexes)})" if indexes else ""
-        return ApiError(f"{MANIFEST_IN_INDEX}{listed}; delete the index first")
-    return exc
+    await run_to_completion(
+        app, repository_store.delete_repository(app[DB_POOL], app[OBJECT_STORE], name)
+    )

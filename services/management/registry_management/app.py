@@ -6,9 +6,11 @@ import structlog
 from aiohttp import web
 
 from registry_common.auth import authorizer_ctx, create_authorizer
+from registry_common.errors import RegistryError, Unavailable
 from registry_common.http import create_base_app, is_unavailable
 from registry_common.settings import AuthMode, Settings
-from registry_management.api import RETRY_AFTER_SECONDS, background_tasks_ctx
+from registry_management.api import background_tasks_ctx
+from registry_management.errors import api_error
 from registry_management.models import INTERNAL_ERROR, ApiError
 from registry_management.routes import add_routes
 
@@ -21,24 +23,23 @@ def _error(error: ApiError) -> web.Response:
 
 def render_api_error(request: web.Request, exc: BaseException) -> web.StreamResponse | None:
     """Answer every error with the `{"ok": false, "error": {"message": ...}}` envelope:
-    ApiError as it says, HTTP errors (405, 404, 413) with their reason, an unreachable
-    PostgreSQL or storage with 503, and anything else with 500 `internal error` (the traceback
-    goes to the log only)."""
+    ApiError as it says, domain errors through the table of errors.py, HTTP errors (405, 404,
+    413) with their reason, an unreachable PostgreSQL or storage with 503, and anything else
+    with 500 `internal error` (the traceback goes to the log only)."""
     if isinstance(exc, ApiError):
         return _error(exc)
+    if isinstance(exc, RegistryError):
+        error = api_error(exc)
+        if error.status == 500:
+            log.error("request_failed", error_type=type(exc).__name__, exc_info=exc)
+        return _error(error)
     if isinstance(exc, web.HTTPException):
         if exc.status < 400:
             return None
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return _error(ApiError((exc.reason or "error").lower(), status=exc.status, headers=headers))
     if is_unavailable(exc):
-        return _error(
-            ApiError(
-                "service unavailable, retry later",
-                status=503,
-                headers={"Retry-After": RETRY_AFTER_SECONDS},
-            )
-        )
+        return _error(api_error(Unavailable()))
     log.error("request_failed", error_type=type(exc).__name__, exc_info=exc)
     return _error(ApiError(INTERNAL_ERROR, status=500))
 

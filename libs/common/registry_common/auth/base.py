@@ -6,6 +6,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import StrEnum
 
+from registry_common.errors import Unavailable
+
 
 class Permission(StrEnum):
     """The Deploys API permissions the registry asks for."""
@@ -30,7 +32,7 @@ class Decision:
     project_id: str | None = None
 
 
-class AuthUnavailable(Exception):
+class AuthUnavailable(Unavailable):
     """The auth backend could not answer (transport error, timeout, 5xx): retry later, 503."""
 
 

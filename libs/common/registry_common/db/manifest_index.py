@@ -1,12 +1,13 @@
-"""SQL of the manifest index: which blobs (manifest_blobs) and child manifests
-(manifest_children) each manifest references."""
+"""SQL of indexManifests: manifests whose references (manifest_blobs, manifest_children) are
+not recorded yet, their bytes, and bytes found for rows imported without them. The references
+themselves are written by db.manifests.add_references, as a push writes them."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from registry_common.db import Connection, Executor
+from registry_common.db import Executor
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,43 +79,4 @@ async def fill_missing_content(
         content,
         media_type,
         len(content),
-    )
-
-
-async def record_references(
-    connection: Connection,
-    blob_refs: Sequence[tuple[str, str, str]],
-    child_refs: Sequence[tuple[str, str, str]],
-) -> None:
-    """Insert (repository, manifest, blob) and (repository, parent, child) rows; existing rows
-    and rows of manifests deleted meanwhile are skipped."""
-    await connection.execute(
-        """
-        INSERT INTO manifest_blobs (repository, manifest_digest, blob_digest)
-        SELECT r.repository, r.manifest_digest, r.blob_digest
-        FROM unnest($1::text[], $2::text[], $3::text[])
-            AS r(repository, manifest_digest, blob_digest)
-        WHERE EXISTS (
-            SELECT 1 FROM manifests m
-            WHERE m.repository = r.repository AND m.digest = r.manifest_digest)
-        ON CONFLICT DO NOTHING
-        """,
-        [ref[0] for ref in blob_refs],
-        [ref[1] for ref in blob_refs],
-        [ref[2] for ref in blob_refs],
-    )
-    await connection.execute(
-        """
-        INSERT INTO manifest_children (repository, parent_digest, child_digest)
-        SELECT r.repository, r.parent_digest, r.child_digest
-        FROM unnest($1::text[], $2::text[], $3::text[])
-            AS r(repository, parent_digest, child_digest)
-        WHERE EXISTS (
-            SELECT 1 FROM manifests m
-            WHERE m.repository = r.repository AND m.digest = r.parent_digest)
-        ON CONFLICT DO NOTHING
-        """,
-        [ref[0] for ref in child_refs],
-        [ref[1] for ref in child_refs],
-        [ref[2] for ref in child_refs],
     )

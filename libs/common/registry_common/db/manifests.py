@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 
@@ -95,22 +96,31 @@ async def lock_manifests(
     return {row["digest"] for row in rows}
 
 
-async def save_manifest(
-    connection: Connection,
-    repository: str,
-    digest: str,
-    media_type: str,
-    content: bytes,
-    subject: str | None,
-    artifact_type: str | None,
-    annotations_json: str | None,
-) -> None:
-    """Insert a manifest, or fill in a row with the same digest (one migrated without bytes)."""
-    await connection.execute(
+@dataclass(frozen=True, slots=True)
+class StoredManifest:
+    """A manifest's row as a push or an import writes it."""
+
+    repository: str
+    digest: str
+    media_type: str
+    content: bytes
+    subject: str | None
+    artifact_type: str | None
+    # The manifest's `annotations` as JSON text, or None when it has none.
+    annotations_json: str | None
+    # None: now.
+    created_at: datetime | None = None
+
+
+async def save_manifest(connection: Connection, manifest: StoredManifest) -> bool:
+    """Insert a manifest, or fill in the bytes of a row imported without them; True when this
+    call stored the bytes. A row that has its bytes is left as it is: the same digest is the
+    same bytes, and so the same media type, subject and annotations."""
+    stored = await connection.fetchval(
         """
-        INSERT INTO manifests
-            (repository, digest, media_type, content, size, subject, artifact_type, annotations)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        INSERT INTO manifests (repository, digest, media_type, content, size, subject,
+                               artifact_type, annotations, created_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, coalesce($9, now()))
         ON CONFLICT (repository, digest) DO UPDATE SET
             media_type = EXCLUDED.media_type,
             content = EXCLUDED.content,
@@ -118,52 +128,62 @@ async def save_manifest(
             subject = EXCLUDED.subject,
             artifact_type = EXCLUDED.artifact_type,
             annotations = EXCLUDED.annotations
+        WHERE manifests.content IS NULL
+        RETURNING 1
         """,
-        repository,
-        digest,
-        media_type,
-        content,
-        len(content),
-        subject,
-        artifact_type,
-        annotations_json,
+        manifest.repository,
+        manifest.digest,
+        manifest.media_type,
+        manifest.content,
+        len(manifest.content),
+        manifest.subject,
+        manifest.artifact_type,
+        manifest.annotations_json,
+        manifest.created_at,
     )
+    return stored is not None
 
 
-async def add_manifest_blobs(
-    db: Executor, repository: str, manifest_digest: str, blob_digests: Sequence[str]
+async def add_references(
+    connection: Connection,
+    blob_refs: Sequence[tuple[str, str, str]],
+    child_refs: Sequence[tuple[str, str, str]],
 ) -> None:
-    """Record that the manifest references `blob_digests` (idempotent)."""
-    if not blob_digests:
-        return
-    await db.execute(
-        """
-        INSERT INTO manifest_blobs (repository, manifest_digest, blob_digest)
-        SELECT $1, $2, unnest($3::text[])
-        ON CONFLICT DO NOTHING
-        """,
-        repository,
-        manifest_digest,
-        list(blob_digests),
-    )
-
-
-async def add_manifest_children(
-    db: Executor, repository: str, parent_digest: str, child_digests: Sequence[str]
-) -> None:
-    """Record that the index `parent_digest` lists `child_digests` (idempotent)."""
-    if not child_digests:
-        return
-    await db.execute(
-        """
-        INSERT INTO manifest_children (repository, parent_digest, child_digest)
-        SELECT $1, $2, unnest($3::text[])
-        ON CONFLICT DO NOTHING
-        """,
-        repository,
-        parent_digest,
-        list(child_digests),
-    )
+    """Record (repository, manifest, blob) references in manifest_blobs and (repository,
+    index, child) ones in manifest_children; rows that exist, and rows of manifests deleted
+    meanwhile, are skipped. A push records one manifest's, indexManifests a batch's."""
+    if blob_refs:
+        await connection.execute(
+            """
+            INSERT INTO manifest_blobs (repository, manifest_digest, blob_digest)
+            SELECT r.repository, r.manifest_digest, r.blob_digest
+            FROM unnest($1::text[], $2::text[], $3::text[])
+                AS r(repository, manifest_digest, blob_digest)
+            WHERE EXISTS (
+                SELECT 1 FROM manifests m
+                WHERE m.repository = r.repository AND m.digest = r.manifest_digest)
+            ON CONFLICT DO NOTHING
+            """,
+            [ref[0] for ref in blob_refs],
+            [ref[1] for ref in blob_refs],
+            [ref[2] for ref in blob_refs],
+        )
+    if child_refs:
+        await connection.execute(
+            """
+            INSERT INTO manifest_children (repository, parent_digest, child_digest)
+            SELECT r.repository, r.parent_digest, r.child_digest
+            FROM unnest($1::text[], $2::text[], $3::text[])
+                AS r(repository, parent_digest, child_digest)
+            WHERE EXISTS (
+                SELECT 1 FROM manifests m
+                WHERE m.repository = r.repository AND m.digest = r.parent_digest)
+            ON CONFLICT DO NOTHING
+            """,
+            [ref[0] for ref in child_refs],
+            [ref[1] for ref in child_refs],
+            [ref[2] for ref in child_refs],
+        )
 
 
 async def lock_manifest_for_delete(connection: Connection, repository: str, digest: str) -> bool:
@@ -257,3 +277,24 @@ async def referrers(
         )
         for row in rows
     ], candidates
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestEntry:
+    """A manifest of a repository, as the management API lists it."""
+
+    digest: str
+    created_at: datetime
+
+
+async def manifests_newest_first(db: Executor, repository: str) -> list[ManifestEntry]:
+    """The repository's manifests, newest first."""
+    rows = await db.fetch(
+        """
+        SELECT digest, created_at FROM manifests
+        WHERE repository = $1
+        ORDER BY created_at DESC, digest COLLATE "C"
+        """,
+        repository,
+    )
+    return [ManifestEntry(row["digest"], row["created_at"]) for row in rows]

@@ -23,7 +23,9 @@ class RepositoryRow:
 
 
 @dataclass(frozen=True, slots=True)
-class ManifestRow:
+class ManifestStub:
+    """A manifest row from D1: no bytes yet (R2 or indexManifests fills them in)."""
+
     repository: str
     digest: str
     created_at: datetime | None
@@ -73,7 +75,7 @@ async def existing_repositories(db: Executor, names: Sequence[str]) -> set[str]:
     return {record["name"] for record in records}
 
 
-async def insert_manifests(db: Executor, rows: Sequence[ManifestRow]) -> set[tuple[str, str]]:
+async def insert_manifests(db: Executor, rows: Sequence[ManifestStub]) -> set[tuple[str, str]]:
     """Insert manifest rows without bytes (R2 or indexManifests fills them) where the repository
     exists and the manifest does not; the (repository, digest) keys inserted."""
     records = await db.fetch(
@@ -223,51 +225,6 @@ async def tag_exists(db: Executor, repository: str, tag: str) -> bool:
     return bool(
         await db.fetchval("SELECT 1 FROM tags WHERE repository = $1 AND tag = $2", repository, tag)
     )
-
-
-@dataclass(frozen=True, slots=True)
-class ImportedManifest:
-    """A manifest read from R2, with what could be parsed of it."""
-
-    repository: str
-    digest: str
-    media_type: str
-    content: bytes
-    subject: str | None
-    artifact_type: str | None
-    annotations_json: str | None
-    created_at: datetime | None
-
-
-async def store_imported_manifest(connection: Connection, manifest: ImportedManifest) -> bool:
-    """Insert the manifest, or fill in the bytes of a row imported from D1 without them; never
-    overwrites stored bytes. True when this call stored the bytes."""
-    stored = await connection.fetchval(
-        """
-        INSERT INTO manifests (repository, digest, media_type, content, size, subject,
-                               artifact_type, annotations, created_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, coalesce($9, now()))
-        ON CONFLICT (repository, digest) DO UPDATE SET
-            media_type = EXCLUDED.media_type,
-            content = EXCLUDED.content,
-            size = EXCLUDED.size,
-            subject = EXCLUDED.subject,
-            artifact_type = EXCLUDED.artifact_type,
-            annotations = EXCLUDED.annotations
-        WHERE manifests.content IS NULL
-        RETURNING 1
-        """,
-        manifest.repository,
-        manifest.digest,
-        manifest.media_type,
-        manifest.content,
-        len(manifest.content),
-        manifest.subject,
-        manifest.artifact_type,
-        manifest.annotations_json,
-        manifest.created_at,
-    )
-    return stored is not None
 
 
 async def insert_tag(

@@ -46,7 +46,7 @@ class ProjectStorage:
     updated_at: datetime
 
 
-async def project_storage(db: Executor, project: str) -> ProjectStorage | None:
+async def project_total(db: Executor, project: str) -> ProjectStorage | None:
     """The stored total of `project`; None when the job has not counted it yet."""
     row = await db.fetchrow(
         "SELECT size, updated_at FROM project_storage_usage WHERE namespace = $1", project

@@ -43,23 +43,6 @@ class RepositorySummary:
     size: int
 
 
-@dataclass(frozen=True, slots=True)
-class TagEntry:
-    """A tag, the manifest it points to, and since when it points there."""
-
-    tag: str
-    digest: str
-    created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class ManifestEntry:
-    """A manifest of a repository."""
-
-    digest: str
-    created_at: datetime
-
-
 async def repositories_of_project(db: Executor, project: str) -> list[RepositoryEntry]:
     """Every repository of `project`, in name (byte) order."""
     # Both conditions: the namespace column and the name prefix say the same thing, and a row
@@ -91,36 +74,6 @@ async def repository_summary(db: Executor, name: RepositoryName) -> RepositorySu
     if row is None:
         return None
     return RepositorySummary(created_at=row["created_at"], size=row["size"])
-
-
-async def tags_newest_first(db: Executor, name: RepositoryName) -> list[TagEntry]:
-    """The repository's tags, most recently (re)pointed first.
-
-    A tag's time is `updated_at`: when it started pointing at its current manifest (its
-    creation, for a tag that never moved), so a re-pushed `latest` comes first.
-    """
-    rows = await db.fetch(
-        """
-        SELECT tag, digest, updated_at FROM tags
-        WHERE repository = $1
-        ORDER BY updated_at DESC, tag COLLATE "C"
-        """,
-        name.full,
-    )
-    return [TagEntry(row["tag"], row["digest"], row["updated_at"]) for row in rows]
-
-
-async def manifests_newest_first(db: Executor, name: RepositoryName) -> list[ManifestEntry]:
-    """The repository's manifests, newest first."""
-    rows = await db.fetch(
-        """
-        SELECT digest, created_at FROM manifests
-        WHERE repository = $1
-        ORDER BY created_at DESC, digest COLLATE "C"
-        """,
-        name.full,
-    )
-    return [ManifestEntry(row["digest"], row["created_at"]) for row in rows]
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
 from registry_common.db import Executor
 
 
@@ -42,3 +45,29 @@ async def list_tags(db: Executor, repository: str, *, after: str | None, limit: 
         limit,
     )
     return [row["tag"] for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class TagEntry:
+    """A tag, the manifest it points to, and since when it points there."""
+
+    tag: str
+    digest: str
+    created_at: datetime
+
+
+async def tags_newest_first(db: Executor, repository: str) -> list[TagEntry]:
+    """The repository's tags, most recently (re)pointed first.
+
+    A tag's time is `updated_at`: when it started pointing at its current manifest (its
+    creation, for a tag that never moved), so a re-pushed `latest` comes first.
+    """
+    rows = await db.fetch(
+        """
+        SELECT tag, digest, updated_at FROM tags
+        WHERE repository = $1
+        ORDER BY updated_at DESC, tag COLLATE "C"
+        """,
+        repository,
+    )
+    return [TagEntry(row["tag"], row["digest"], row["updated_at"]) for row in rows]

@@ -8,45 +8,25 @@ parsed is logged and skipped, never fatal.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 import structlog
 
 from registry_common.db import manifest_index
-from registry_common.jobs.runner import JobContext, JobReport
-from registry_common.oci import media_types as mt
+from registry_common.db.manifests import add_references
+from registry_common.errors import ManifestInvalid
+from registry_common.jobs.base import JobContext, JobReport
 from registry_common.oci.digests import digest_of
-from registry_common.oci.errors import OciError
 from registry_common.oci.manifests import MAX_MANIFEST_SIZE, parse_manifest
+from registry_common.oci.media_types import guess_media_type
 from registry_common.storage.base import ObjectNotFound, ObjectStore
+from registry_common.storage.layout import legacy_manifest_key
 
 BATCH_SIZE = 500
 # Bytes of manifest content held in memory at once (a manifest is at most 4 MiB).
 CONTENT_BUDGET = 16 * 1024 * 1024
 
 log = structlog.get_logger("registry.jobs.index")
-
-
-def legacy_manifest_key(repository: str, digest: str) -> str:
-    """Where the Go service kept a manifest's bytes in the bucket."""
-    return f"{repository}/manifests/{digest}"
-
-
-def guess_media_type(content: bytes, stored: str) -> str:
-    """The stored media type, else the document's `mediaType`, else one inferred from its shape."""
-    if stored:
-        return stored
-    try:
-        document = json.loads(content)
-    except ValueError:
-        return ""
-    if not isinstance(document, dict):
-        return ""
-    declared = document.get("mediaType")
-    if isinstance(declared, str) and declared:
-        return declared
-    return mt.OCI_INDEX if "manifests" in document else mt.OCI_MANIFEST
 
 
 async def index_manifests(context: JobContext, report: JobReport) -> None:
@@ -103,7 +83,7 @@ async def _index_slice(
             report.add("content_filled")
         try:
             parsed = parse_manifest(content, guess_media_type(content, media_type))
-        except OciError as exc:
+        except ManifestInvalid as exc:
             log.warning(
                 "manifest_unparseable",
                 repository=row.repository,
@@ -116,7 +96,7 @@ async def _index_slice(
         child_refs += [(row.repository, row.digest, child) for child in parsed.children]
         report.add("indexed")
     async with context.pool.acquire() as connection, connection.transaction():
-        await manifest_index.record_references(connection, blob_refs, child_refs)
+        await add_references(connection, blob_refs, child_refs)
 
 
 async def _legacy_content(store: ObjectStore, repository: str, digest: str) -> bytes | None:

@@ -4,66 +4,21 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from enum import StrEnum
 
-import asyncpg
 import structlog
 
 from registry_common import metrics
 from registry_common.db.pool import UNAVAILABLE_ERRORS
-from registry_common.settings import Settings
-from registry_common.storage.base import ObjectStore
+from registry_common.jobs.base import (
+    JobContext,
+    JobFailed,
+    JobFunction,
+    JobName,
+    JobOutcome,
+    JobReport,
+)
 
 log = structlog.get_logger("registry.jobs")
-
-
-class JobName(StrEnum):
-    """The jobs, named as the seed's `/internal/<job>` endpoints."""
-
-    INDEX_MANIFESTS = "indexManifests"
-    RUN_BLOB_GC = "runBlobGC"
-    CALCULATE_PROJECT_STORAGE = "calculateProjectStorage"
-    RUN_ALL = "runAll"
-
-
-class JobOutcome(StrEnum):
-    """How a trigger ended (a failure raises JobFailed instead)."""
-
-    COMPLETED = "completed"
-    ALREADY_RUNNING = "already running"
-
-
-class JobFailed(Exception):
-    """A job (or a step of runAll) failed; `job` names it."""
-
-    def __init__(self, job: JobName, cause: BaseException) -> None:
-        super().__init__(f"{job} failed: {type(cause).__name__}: {cause}")
-        self.job = job
-
-
-@dataclass
-class JobContext:
-    """What every job works with."""
-
-    pool: asyncpg.Pool
-    store: ObjectStore
-    settings: Settings
-
-
-@dataclass
-class JobReport:
-    """Counts a job run reports (scanned, unlinked, deleted, bytes_freed, ...)."""
-
-    counts: dict[str, int] = field(default_factory=dict)
-
-    def add(self, kind: str, amount: int = 1) -> None:
-        """Add to one count."""
-        self.counts[kind] = self.counts.get(kind, 0) + amount
-
-
-JobFunction = Callable[[JobContext, JobReport], Awaitable[None]]
 
 
 def advisory_key(job: JobName) -> int:
@@ -112,25 +67,3 @@ async def _timed(context: JobContext, job: JobName, work: JobFunction) -> None:
     for kind, amount in report.counts.items():
         metrics.JOB_ITEMS.labels(job.value, kind).inc(amount)
     log.info("job_finished", job=job.value, duration_s=round(duration, 3), **report.counts)
-
-
-async def run_job(context: JobContext, job: JobName) -> JobOutcome:
-    """Run one job by name (runAll: the three in order; the first failure stops the rest)."""
-    from registry_common.jobs.gc import run_blob_gc
-    from registry_common.jobs.index import index_manifests
-    from registry_common.jobs.storage_usage import calculate_project_storage
-
-    steps: dict[JobName, JobFunction] = {
-        JobName.INDEX_MANIFESTS: index_manifests,
-        JobName.RUN_BLOB_GC: run_blob_gc,
-        JobName.CALCULATE_PROJECT_STORAGE: calculate_project_storage,
-    }
-    if job is not JobName.RUN_ALL:
-        return await run_locked(context, job, steps[job])
-
-    async def run_all(context: JobContext, report: JobReport) -> None:
-        for step, work in steps.items():
-            outcome = await run_locked(context, step, work)
-            report.add(f"{step.value}_{outcome.name.lower()}")
-
-    return await run_locked(context, JobName.RUN_ALL, run_all)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from registry_common.db.project_storage import recalculate_project_storage
-from registry_common.jobs.runner import JobContext, JobReport
+from registry_common.jobs.base import JobContext, JobReport
 
 
 async def calculate_project_storage(context: JobContext, report: JobReport) -> None:

@@ -14,7 +14,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from registry_common.oci.errors import ErrorCode, OciError
+from registry_common.errors import DigestInvalid
 
 # Hex length per supported algorithm.
 ALGORITHMS = {"sha256": 64, "sha512": 128}
@@ -38,9 +38,9 @@ def is_digest(value: str) -> bool:
 
 
 def parse_digest(value: str) -> Digest:
-    """Validate a digest string; DIGEST_INVALID otherwise."""
+    """Validate a digest string; DigestInvalid otherwise."""
     if not is_digest(value):
-        raise OciError(ErrorCode.DIGEST_INVALID, "invalid digest", detail={"digest": value[:200]})
+        raise DigestInvalid(digest=value[:200])
     algorithm, hex_part = value.split(":", 1)
     return Digest(algorithm, hex_part)
 

@@ -29,9 +29,9 @@ from pydantic import (
     field_validator,
 )
 
+from registry_common.errors import ManifestInvalid, ManifestTooLarge, ReferenceInvalid
 from registry_common.oci import media_types as mt
 from registry_common.oci.digests import digest_of, is_digest, parse_digest
-from registry_common.oci.errors import ErrorCode, OciError
 from registry_common.oci.names import is_tag
 
 # The design's limit; the distribution spec asks registries to accept at least this much.
@@ -55,34 +55,21 @@ class ManifestReference:
 
 
 def parse_reference(value: str) -> ManifestReference:
-    """Validate a manifest reference: DIGEST_INVALID for a malformed digest (anything with a
-    colon), MANIFEST_INVALID for anything else that is not a tag."""
+    """Validate a manifest reference: DigestInvalid for a malformed digest (anything with a
+    colon), ReferenceInvalid for anything else that is not a tag."""
     if is_tag(value):
         return ManifestReference(tag=value)
     if ":" in value:
         return ManifestReference(digest=str(parse_digest(value)))
-    raise manifest_invalid(
-        "reference must be a tag ([a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}) or a digest",
-        reference=value[:200],
-    )
+    raise ReferenceInvalid(reference=value[:200])
 
 
-def manifest_invalid(message: str, **detail: Any) -> OciError:
-    """A MANIFEST_INVALID error (400) with a precise message."""
-    return OciError(ErrorCode.MANIFEST_INVALID, message, detail=detail or None)
-
-
-def manifest_too_large(size: int | None = None) -> OciError:
-    """The 413 MANIFEST_INVALID for a body over MAX_MANIFEST_SIZE."""
+def manifest_too_large(size: int | None = None) -> ManifestTooLarge:
+    """The error for a body over MAX_MANIFEST_SIZE."""
     detail: dict[str, int] = {"limit": MAX_MANIFEST_SIZE}
     if size is not None:
         detail["size"] = size
-    return OciError(
-        ErrorCode.MANIFEST_INVALID,
-        f"manifest is larger than {MAX_MANIFEST_SIZE} bytes",
-        detail=detail,
-        status=413,
-    )
+    return ManifestTooLarge(f"manifest is larger than {MAX_MANIFEST_SIZE} bytes", **detail)
 
 
 def _media_type(value: str) -> str:
@@ -211,13 +198,13 @@ def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         if key in document:
             # Parsers disagree on which duplicate wins; a registry and a runtime reading
             # different documents from the same bytes is the confusion to prevent.
-            raise manifest_invalid("manifest has a duplicate JSON key", key=key[:200])
+            raise ManifestInvalid("manifest has a duplicate JSON key", key=key[:200])
         document[key] = value
     return document
 
 
 def _reject_constant(name: str) -> Any:
-    raise manifest_invalid(f"manifest contains {name}, which is not JSON")
+    raise ManifestInvalid(f"manifest contains {name}, which is not JSON")
 
 
 def decode_json_object(body: bytes) -> dict[str, Any]:
@@ -225,7 +212,7 @@ def decode_json_object(body: bytes) -> dict[str, Any]:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
-        raise manifest_invalid("manifest is not UTF-8") from None
+        raise ManifestInvalid("manifest is not UTF-8") from None
     try:
         document = json.loads(
             text, object_pairs_hook=_reject_duplicate_keys, parse_constant=_reject_constant
@@ -233,22 +220,22 @@ def decode_json_object(body: bytes) -> dict[str, Any]:
     except (ValueError, RecursionError) as exc:
         # ValueError covers malformed JSON and integers too long to convert.
         message = exc.msg if isinstance(exc, json.JSONDecodeError) else "too deeply nested"
-        raise manifest_invalid(f"manifest is not valid JSON: {message}") from None
+        raise ManifestInvalid(f"manifest is not valid JSON: {message}") from None
     if not isinstance(document, dict):
-        raise manifest_invalid("manifest must be a JSON object")
+        raise ManifestInvalid("manifest must be a JSON object")
     return document
 
 
 def _check_media_type_field(document: dict[str, Any], media_type: str) -> None:
     if "mediaType" not in document:
         if media_type in (mt.DOCKER_MANIFEST, mt.DOCKER_MANIFEST_LIST):
-            raise manifest_invalid(f"a {media_type} document must carry its mediaType")
+            raise ManifestInvalid(f"a {media_type} document must carry its mediaType")
         return
     declared = document["mediaType"]
     if not isinstance(declared, str):
-        raise manifest_invalid("mediaType must be a string")
+        raise ManifestInvalid("mediaType must be a string")
     if declared != media_type:
-        raise manifest_invalid(
+        raise ManifestInvalid(
             "manifest mediaType does not match the Content-Type it was pushed with",
             mediaType=declared[:300],
             contentType=media_type,
@@ -257,17 +244,17 @@ def _check_media_type_field(document: dict[str, Any], media_type: str) -> None:
 
 def _check_shape(document: dict[str, Any], media_type: str) -> None:
     if "manifests" in document and ("layers" in document or "config" in document):
-        raise manifest_invalid(
+        raise ManifestInvalid(
             "manifest has both `manifests` and `config`/`layers`: it cannot be an image "
             "manifest and an index at once"
         )
     if media_type in mt.IMAGE_MANIFEST_TYPES and "manifests" in document:
-        raise manifest_invalid(f"a {media_type} has no `manifests`; push it as an index")
+        raise ManifestInvalid(f"a {media_type} has no `manifests`; push it as an index")
     if media_type in mt.INDEX_TYPES and ("layers" in document or "config" in document):
-        raise manifest_invalid(f"a {media_type} has no `config` or `layers`")
+        raise ManifestInvalid(f"a {media_type} has no `config` or `layers`")
 
 
-def _describe(error: ValidationError) -> OciError:
+def _describe(error: ValidationError) -> ManifestInvalid:
     problems = [
         {
             "field": ".".join(str(part) for part in problem["loc"]) or "(document)",
@@ -276,7 +263,7 @@ def _describe(error: ValidationError) -> OciError:
         for problem in error.errors(include_url=False, include_input=False)
     ]
     first = problems[0]
-    return manifest_invalid(
+    return ManifestInvalid(
         f"manifest invalid: {first['field']}: {first['message']}",
         problems=problems[:_MAX_REPORTED_PROBLEMS],
     )
@@ -293,7 +280,7 @@ def _blob_references(manifest: ImageManifest) -> tuple[BlobReference, ...]:
     for descriptor in required:
         known = references.get(descriptor.digest)
         if known is not None and known.size != descriptor.size:
-            raise manifest_invalid(
+            raise ManifestInvalid(
                 "manifest gives two sizes for the same blob", digest=descriptor.digest
             )
         references[descriptor.digest] = BlobReference(descriptor.digest, descriptor.size)
@@ -302,13 +289,13 @@ def _blob_references(manifest: ImageManifest) -> tuple[BlobReference, ...]:
 
 def _check_content_type(media_type: str, header: str | None) -> None:
     if media_type in mt.SCHEMA1_TYPES:
-        raise manifest_invalid(
+        raise ManifestInvalid(
             "Docker schema1 manifests are not supported; push an OCI or Docker schema2 manifest",
             contentType=media_type,
         )
     if media_type not in mt.MANIFEST_TYPES:
         given = "no Content-Type" if not media_type else f"Content-Type {(header or '')[:200]}"
-        raise manifest_invalid(
+        raise ManifestInvalid(
             f"{given} is not a manifest media type this registry accepts",
             accepted=sorted(mt.MANIFEST_TYPES),
         )
@@ -317,7 +304,7 @@ def _check_content_type(media_type: str, header: str | None) -> None:
 def parse_manifest(
     body: bytes, content_type: str | None, *, algorithm: str = "sha256"
 ) -> ParsedManifest:
-    """Validate a pushed manifest against its Content-Type header; MANIFEST_INVALID otherwise.
+    """Validate a pushed manifest against its Content-Type header; ManifestInvalid otherwise.
 
     `algorithm` names the hash of the returned digest (the one of a PUT-by-digest reference).
     """
@@ -328,7 +315,7 @@ def parse_manifest(
     document = decode_json_object(body)
     version = document.get("schemaVersion")
     if version == 1 and type(version) is int:
-        raise manifest_invalid(
+        raise ManifestInvalid(
             "Docker schema1 manifests are not supported; push an OCI or Docker schema2 manifest"
         )
     _check_media_type_field(document, media_type)
@@ -347,7 +334,7 @@ def parse_manifest(
             children = ()
             artifact_type = manifest.artifact_type or manifest.config.media_type
             if manifest.config.media_type == mt.OCI_EMPTY and manifest.artifact_type is None:
-                raise manifest_invalid(
+                raise ManifestInvalid(
                     "an artifact with the empty config must set artifactType (image-spec 1.1)"
                 )
     except ValidationError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -61,3 +62,20 @@ def content_type_essence(header: str | None) -> str:
     if not header:
         return ""
     return header.split(";", 1)[0].strip().lower()
+
+
+def guess_media_type(content: bytes, stored: str) -> str:
+    """The stored media type, else the document's `mediaType`, else one inferred from its shape
+    (for manifests imported without one)."""
+    if stored:
+        return stored
+    try:
+        document = json.loads(content)
+    except ValueError:
+        return ""
+    if not isinstance(document, dict):
+        return ""
+    declared = document.get("mediaType")
+    if isinstance(declared, str) and declared:
+        return declared
+    return OCI_INDEX if "manifests" in document else OCI_MANIFEST

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from registry_common.oci.errors import ErrorCode, OciError
+from registry_common.errors import NameInvalid
 
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 REPOSITORY_NAME = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})+$")
@@ -40,9 +40,9 @@ def is_repository_name(name: str) -> bool:
 
 
 def parse_repository_name(name: str) -> RepositoryName:
-    """Validate a repository name; NAME_INVALID otherwise."""
+    """Validate a repository name; NameInvalid otherwise."""
     if not is_repository_name(name):
-        raise OciError(ErrorCode.NAME_INVALID, detail={"name": name[:300]})
+        raise NameInvalid(name=name[:300])
     return RepositoryName(name)
 
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from registry_common.errors import Unavailable
+
 # Size of the pieces `read` yields.
 READ_CHUNK_SIZE = 1024 * 1024
 
@@ -35,7 +37,7 @@ class ObjectNotFound(StorageError):
     """The key (or a source of a copy or compose) does not exist."""
 
 
-class StorageUnavailable(StorageError):
+class StorageUnavailable(StorageError, Unavailable):
     """The backend cannot be reached or answered with a server error: retry later."""
 
 

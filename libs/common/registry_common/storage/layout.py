@@ -1,4 +1,4 @@
-"""Where things live in object storage (DESIGN.md "Storage")."""
+"""Where things live in object storage: blobs, upload data, and the old services' manifests."""
 
 from __future__ import annotations
 
@@ -29,3 +29,8 @@ def upload_part_key(upload_id: str, index: int, nonce: str = "") -> str:
 def upload_blob_key(upload_id: str, nonce: str) -> str:
     """Key of an upload's assembled bytes, awaiting the move to their blob key."""
     return f"{upload_prefix(upload_id)}blob-{nonce}"
+
+
+def legacy_manifest_key(repository: str, digest: str) -> str:
+    """Where the Go service kept a manifest's bytes in the bucket (indexManifests reads it)."""
+    return f"{repository}/manifests/{digest}"

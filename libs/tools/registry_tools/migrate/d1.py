@@ -31,8 +31,7 @@ import structlog
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from registry_common.db import Connection
-from registry_common.db import migration as import_rows
+from registry_common.db import Connection, migration
 from registry_common.db.pool import create_pool
 from registry_common.oci.digests import is_digest
 from registry_common.oci.names import is_repository_name, is_tag
@@ -263,7 +262,7 @@ def _digest(row: dict[str, Any]) -> str:
     return digest
 
 
-def repository_row(row: dict[str, Any]) -> import_rows.RepositoryRow:
+def repository_row(row: dict[str, Any]) -> migration.RepositoryRow:
     """A `repositories` row; the namespace is the name's project (the rule every query of this
     registry relies on), whatever D1 says."""
     name = _repository(row, "name")
@@ -271,27 +270,27 @@ def repository_row(row: dict[str, Any]) -> import_rows.RepositoryRow:
     namespace = row.get("namespace")
     if namespace != project:
         log.warning("d1_namespace_replaced", repository=name, d1=str(namespace)[:80], used=project)
-    return import_rows.RepositoryRow(name, project, _time(row, "repositories", name))
+    return migration.RepositoryRow(name, project, _time(row, "repositories", name))
 
 
-def manifest_row(row: dict[str, Any]) -> import_rows.ManifestRow:
+def manifest_row(row: dict[str, Any]) -> migration.ManifestStub:
     """A `manifests` row."""
     repository, digest = _repository(row), _digest(row)
-    return import_rows.ManifestRow(
+    return migration.ManifestStub(
         repository, digest, _time(row, "manifests", f"{repository}@{digest}")
     )
 
 
-def tag_row(row: dict[str, Any]) -> import_rows.TagRow:
+def tag_row(row: dict[str, Any]) -> migration.TagRow:
     """A `tags` row."""
     repository, digest = _repository(row), _digest(row)
     tag = _text(row, "tag")
     if not is_tag(tag):
         raise InvalidRow(f"invalid tag {tag!r:.200}")
-    return import_rows.TagRow(repository, tag, digest, _time(row, "tags", f"{repository}:{tag}"))
+    return migration.TagRow(repository, tag, digest, _time(row, "tags", f"{repository}:{tag}"))
 
 
-def blob_row(row: dict[str, Any]) -> import_rows.BlobLinkRow:
+def blob_row(row: dict[str, Any]) -> migration.BlobLinkRow:
     """A `blobs` row."""
     repository, digest = _repository(row), _digest(row)
     size = row.get("size")
@@ -299,7 +298,7 @@ def blob_row(row: dict[str, Any]) -> import_rows.BlobLinkRow:
         size = int(size)
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise InvalidRow(f"invalid size {size!r:.80}")
-    return import_rows.BlobLinkRow(
+    return migration.BlobLinkRow(
         repository, digest, size, _time(row, "blobs", f"{repository}@{digest}")
     )
 
@@ -328,23 +327,23 @@ class D1Table(Generic[RowT, KeyT]):
     missing_parent: str
 
 
-def _repository_key(row: import_rows.RepositoryRow) -> str:
+def _repository_key(row: migration.RepositoryRow) -> str:
     return row.name
 
 
-def _manifest_key(row: import_rows.ManifestRow) -> tuple[str, str]:
+def _manifest_key(row: migration.ManifestStub) -> tuple[str, str]:
     return (row.repository, row.digest)
 
 
-def _tag_key(row: import_rows.TagRow) -> tuple[str, str]:
+def _tag_key(row: migration.TagRow) -> tuple[str, str]:
     return (row.repository, row.tag)
 
 
-def _blob_key(row: import_rows.BlobLinkRow) -> tuple[str, str]:
+def _blob_key(row: migration.BlobLinkRow) -> tuple[str, str]:
     return (row.repository, row.digest)
 
 
-REPOSITORIES: D1Table[import_rows.RepositoryRow, str] = D1Table(
+REPOSITORIES: D1Table[migration.RepositoryRow, str] = D1Table(
     name="repositories",
     count_sql="SELECT count(*) AS count FROM repositories",
     page_sql=f"""
@@ -355,11 +354,11 @@ REPOSITORIES: D1Table[import_rows.RepositoryRow, str] = D1Table(
     key_columns=("name",),
     convert=repository_row,
     key_of=_repository_key,
-    insert=import_rows.insert_repositories,
-    existing=import_rows.existing_repositories,
+    insert=migration.insert_repositories,
+    existing=migration.existing_repositories,
     missing_parent="not inserted",
 )
-MANIFESTS: D1Table[import_rows.ManifestRow, tuple[str, str]] = D1Table(
+MANIFESTS: D1Table[migration.ManifestStub, tuple[str, str]] = D1Table(
     name="manifests",
     count_sql="SELECT count(*) AS count FROM manifests",
     page_sql=f"""
@@ -370,11 +369,11 @@ MANIFESTS: D1Table[import_rows.ManifestRow, tuple[str, str]] = D1Table(
     key_columns=("repository", "digest"),
     convert=manifest_row,
     key_of=_manifest_key,
-    insert=import_rows.insert_manifests,
-    existing=import_rows.existing_manifests,
+    insert=migration.insert_manifests,
+    existing=migration.existing_manifests,
     missing_parent="its repository is not in the registry",
 )
-TAGS: D1Table[import_rows.TagRow, tuple[str, str]] = D1Table(
+TAGS: D1Table[migration.TagRow, tuple[str, str]] = D1Table(
     name="tags",
     count_sql="SELECT count(*) AS count FROM tags",
     page_sql=f"""
@@ -385,11 +384,11 @@ TAGS: D1Table[import_rows.TagRow, tuple[str, str]] = D1Table(
     key_columns=("repository", "tag"),
     convert=tag_row,
     key_of=_tag_key,
-    insert=import_rows.insert_tags,
-    existing=import_rows.existing_tags,
+    insert=migration.insert_tags,
+    existing=migration.existing_tags,
     missing_parent="the manifest it points to is not in the registry",
 )
-BLOBS: D1Table[import_rows.BlobLinkRow, tuple[str, str]] = D1Table(
+BLOBS: D1Table[migration.BlobLinkRow, tuple[str, str]] = D1Table(
     name="blobs",
     count_sql="SELECT count(*) AS count FROM blobs",
     page_sql=f"""
@@ -400,8 +399,8 @@ BLOBS: D1Table[import_rows.BlobLinkRow, tuple[str, str]] = D1Table(
     key_columns=("repository", "digest"),
     convert=blob_row,
     key_of=_blob_key,
-    insert=import_rows.insert_blob_links,
-    existing=import_rows.existing_blob_links,
+    insert=migration.insert_blob_links,
+    existing=migration.existing_blob_links,
     missing_parent="its repository is not in the registry",
 )
 

@@ -8,8 +8,8 @@ WORKERS parallel workers:
 
 - a blob is streamed into storage (bounded memory, whatever its size) while its digest is
   computed; a mismatch is reported and nothing is kept. It lands once per digest at
-  `blobs/<algorithm>/<xx>/<hex>` (registry_common.blobs.commit_blob); each further repository
-  holding the same digest only gets a link row;
+  `blobs/<algorithm>/<xx>/<hex>` (blob_store.commit_blob); each further repository holding
+  the same digest only gets a link row;
 - a manifest goes into PostgreSQL with its bytes and its media type (the object's
   Content-Type), filling in a row `registry-migrate-d1` imported without bytes;
 - a tag-addressed manifest gets its SHA-256 digest computed, is stored like the others, and
@@ -40,17 +40,17 @@ from aiobotocore.session import get_session
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from registry_common.blobs import commit_blob
-from registry_common.db import migration as import_rows
+from registry_common.db import migration
 from registry_common.db.blobs import link_blob, lock_object
+from registry_common.db.manifests import StoredManifest, save_manifest
 from registry_common.db.pool import create_pool
 from registry_common.db.repositories import ensure_repository
-from registry_common.jobs.index import guess_media_type
+from registry_common.errors import ManifestInvalid
 from registry_common.oci import media_types as mt
 from registry_common.oci.digests import digest_of, is_digest
-from registry_common.oci.errors import OciError
 from registry_common.oci.manifests import MAX_MANIFEST_SIZE, parse_manifest
 from registry_common.oci.names import RepositoryName, is_repository_name, is_tag
+from registry_common.registry.blob_store import commit_blob
 from registry_common.settings import ConfigError, Settings
 from registry_common.storage import create_object_store
 from registry_common.storage.base import ObjectStore, StorageError
@@ -210,23 +210,23 @@ def imported_manifest(
     content: bytes,
     content_type: str,
     created_at: datetime | None,
-) -> import_rows.ImportedManifest:
+) -> StoredManifest:
     """A manifest as stored: its bytes, the media type it was pushed with (the object's
     Content-Type; guessed from the document when there is none), and its subject, artifact
     type and annotations when the document says them. Bytes that fail this registry's strict
     validation are kept all the same: they are what clients pulled until now."""
     media_type = mt.content_type_essence(content_type)
     if not mt.is_media_type(media_type) or media_type in _UNSPECIFIED_TYPES:
-        media_type = guess_media_type(content, "")
+        media_type = mt.guess_media_type(content, "")
         log.warning("manifest_media_type_guessed", repository=repository, digest=digest)
     algorithm = digest.split(":", 1)[0]
     try:
         parsed = parse_manifest(content, media_type, algorithm=algorithm)
         subject, artifact_type = parsed.subject, parsed.artifact_type
         annotations: dict[str, Any] = dict(parsed.annotations)
-    except OciError:
+    except ManifestInvalid:
         subject, artifact_type, annotations = _lenient_fields(content)
-    return import_rows.ImportedManifest(
+    return StoredManifest(
         repository=repository,
         digest=digest,
         media_type=media_type,
@@ -385,7 +385,7 @@ class R2Migration:
         repository, digest = RepositoryName(key.repository), key.reference
         async with self._digest_locks.hold(digest):
             stored = await self._blob_stored(digest)
-            link_size = await import_rows.blob_link_size(self._pool, repository.full, digest)
+            link_size = await migration.blob_link_size(self._pool, repository.full, digest)
             if stored and link_size == source.size:
                 return Outcome.SKIPPED
             if self._dry_run:
@@ -401,7 +401,7 @@ class R2Migration:
 
     async def _blob_stored(self, digest: str) -> bool:
         return (
-            await import_rows.blob_object_recorded(self._pool, digest)
+            await migration.blob_object_recorded(self._pool, digest)
             and await self._store.stat(blob_key(digest)) is not None
         )
 
@@ -414,7 +414,7 @@ class R2Migration:
                 return False
             await ensure_repository(connection, repository)
             await link_blob(connection, repository.full, digest, size)
-            await import_rows.correct_blob_link_size(connection, repository.full, digest, size)
+            await migration.correct_blob_link_size(connection, repository.full, digest, size)
         return True
 
     async def _copy_blob(
@@ -448,7 +448,7 @@ class R2Migration:
             with suppress(StorageError):
                 await asyncio.shield(self._store.delete(staging_key))
             raise
-        await import_rows.correct_blob_link_size(self._pool, repository.full, digest, size)
+        await migration.correct_blob_link_size(self._pool, repository.full, digest, size)
         return size
 
     # --- Manifests and tags. ---
@@ -457,7 +457,7 @@ class R2Migration:
         self, source: SourceObject, key: LegacyKey, counter: _TransferCounter
     ) -> Outcome:
         digest = key.reference
-        if await import_rows.manifest_has_content(self._pool, key.repository, digest):
+        if await migration.manifest_has_content(self._pool, key.repository, digest):
             return Outcome.SKIPPED
         if self._dry_run:
             self._summary.bytes_copied += source.size
@@ -476,7 +476,7 @@ class R2Migration:
         self, source: SourceObject, key: LegacyKey, counter: _TransferCounter
     ) -> Outcome:
         tag = key.reference
-        if await import_rows.tag_exists(self._pool, key.repository, tag):
+        if await migration.tag_exists(self._pool, key.repository, tag):
             return Outcome.SKIPPED
         if self._dry_run:
             return Outcome.COPIED
@@ -487,15 +487,13 @@ class R2Migration:
         created = await self._store_manifest(manifest, tag=tag)
         return Outcome.COPIED if created else Outcome.SKIPPED
 
-    async def _store_manifest(
-        self, manifest: import_rows.ImportedManifest, *, tag: str | None = None
-    ) -> bool:
+    async def _store_manifest(self, manifest: StoredManifest, *, tag: str | None = None) -> bool:
         """Store the manifest (and create `tag`); True when the manifest, or the tag when one is
         given, was created by this call."""
         async with self._pool.acquire() as connection, connection.transaction():
             await ensure_repository(connection, RepositoryName(manifest.repository))
-            stored = await import_rows.store_imported_manifest(connection, manifest)
-            created = tag is not None and await import_rows.insert_tag(
+            stored = await save_manifest(connection, manifest)
+            created = tag is not None and await migration.insert_tag(
                 connection, manifest.repository, tag, manifest.digest, manifest.created_at
             )
         if stored:
@@ -550,10 +548,10 @@ async def run(config: R2Config, settings: Settings, summary: MigrationSummary) -
                 dry_run=summary.dry_run,
             )
             with MigrationProgress() as progress:
-                migration = R2Migration(
+                run = R2Migration(
                     s3, config.r2_bucket, pool, store, summary, progress, dry_run=summary.dry_run
                 )
-                await migration.run(config.workers)
+                await run.run(config.workers)
     finally:
         await store.close()
         await pool.close()

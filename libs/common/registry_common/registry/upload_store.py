@@ -1,25 +1,34 @@
-"""Blob upload rules: chunks, resumable digest state, verification before anything is visible.
+"""Upload rules: sessions, chunks, resumable digest state, verification before anything is
+visible.
 
 A chunk is stored as its own object under `uploads/<id>/` and recorded in the session with a
 compare-and-set on the offset, so PATCHes of one upload may reach different replicas and a
-stale or racing chunk is refused rather than spliced in. Finishing composes the chunks,
-verifies the digest, and only then commits the blob (registry_common.blobs.commit_blob).
+stale or racing chunk is refused rather than spliced in (docs/consistency.md, "Uploads").
+Finishing composes the chunks, verifies the digest, and only then commits the blob
+(blob_store.commit_blob).
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+import uuid
 from collections.abc import AsyncIterable, Callable
 
 import asyncpg
 
-from registry_common.blobs import commit_blob
-from registry_common.db import uploads as upload_rows
+from registry_common.db import uploads
 from registry_common.db.uploads import UploadSession
+from registry_common.errors import (
+    DigestMismatch,
+    RangeInvalid,
+    SizeInvalid,
+    UploadInvalid,
+    UploadUnknown,
+)
 from registry_common.oci.digests import Digest, ResumableHasher
-from registry_common.oci.errors import ErrorCode, OciError
 from registry_common.oci.names import RepositoryName
+from registry_common.registry.blob_store import commit_blob
 from registry_common.storage.base import ObjectStore, SizeLimitExceeded
 from registry_common.storage.layout import upload_blob_key, upload_part_key, upload_prefix
 
@@ -28,59 +37,72 @@ from registry_common.storage.layout import upload_blob_key, upload_part_key, upl
 MAX_PARTS = 10_000
 
 
-def range_header(size: int) -> str:
-    """The `Range` header value telling a client how much was received (`0-0` when nothing)."""
-    return f"0-{max(size - 1, 0)}"
-
-
-def stale_range(size: int) -> OciError:
-    """416 for a chunk that does not start where the upload stands."""
-    return OciError(
-        ErrorCode.RANGE_INVALID,
-        "chunk does not start at the end of the data received so far",
-        detail={"received": size},
-        status=416,
-        headers={"Range": range_header(size)},
-    )
-
-
 async def start_upload(pool: asyncpg.Pool, repository: RepositoryName) -> UploadSession:
     """Open an upload session in `repository`."""
     hasher = ResumableHasher("sha256")
-    return await upload_rows.create_upload(pool, repository.full, hasher.export_state())
+    return await uploads.create_upload(pool, repository.full, hasher.export_state())
+
+
+async def upload_status(
+    pool: asyncpg.Pool, repository: RepositoryName, upload_id: str
+) -> UploadSession:
+    """The session `upload_id` of `repository`; UploadUnknown when there is none (a session of
+    another repository is unknown here)."""
+    try:
+        session_id = uuid.UUID(upload_id)
+    except ValueError:
+        raise UploadUnknown from None
+    session = await uploads.get_upload(pool, session_id, repository.full)
+    if session is None:
+        raise UploadUnknown
+    return session
 
 
 async def append_chunk(
     pool: asyncpg.Pool,
     store: ObjectStore,
-    session: UploadSession,
+    repository: RepositoryName,
+    upload_id: str,
     chunks: AsyncIterable[bytes],
     *,
     start: int | None = None,
     length: int | None = None,
 ) -> UploadSession:
-    """Store one chunk of `session` and record it; returns the updated session.
+    """Store one chunk of the upload and record it; returns the updated session.
 
     `start` and `length` come from `Content-Range` when the client sent one: the chunk must
     start where the upload stands and carry exactly that many bytes.
     """
+    session = await upload_status(pool, repository, upload_id)
+    return await _append(pool, store, session, chunks, start=start, length=length)
+
+
+async def _append(
+    pool: asyncpg.Pool,
+    store: ObjectStore,
+    session: UploadSession,
+    chunks: AsyncIterable[bytes],
+    *,
+    start: int | None,
+    length: int | None,
+) -> UploadSession:
     if start is not None and start != session.size:
-        raise stale_range(session.size)
+        raise RangeInvalid(session.size)
     if len(session.part_keys) >= MAX_PARTS:
-        raise OciError(ErrorCode.BLOB_UPLOAD_INVALID, f"an upload takes at most {MAX_PARTS} chunks")
+        raise UploadInvalid(f"an upload takes at most {MAX_PARTS} chunks")
     hasher = ResumableHasher("sha256", session.hash_state)
     key = upload_part_key(str(session.id), len(session.part_keys), secrets.token_hex(4))
     written = await _write_exact(store, key, chunks, hasher.update, length)
     if written == 0:
         await store.delete(key)
         return session
-    recorded = await upload_rows.append_part(pool, session, key, written, hasher.export_state())
+    recorded = await uploads.append_part(pool, session, key, written, hasher.export_state())
     if not recorded:
         await store.delete(key)
-        current = await upload_rows.get_upload(pool, session.id, session.repository)
+        current = await uploads.get_upload(pool, session.id, session.repository)
         if current is None:
-            raise OciError(ErrorCode.BLOB_UPLOAD_UNKNOWN)
-        raise stale_range(current.size)
+            raise UploadUnknown
+        raise RangeInvalid(current.size)
     return UploadSession(
         id=session.id,
         repository=session.repository,
@@ -95,14 +117,41 @@ async def finish_upload(
     pool: asyncpg.Pool,
     store: ObjectStore,
     repository: RepositoryName,
+    upload_id: str,
+    digest: Digest,
+    chunks: AsyncIterable[bytes] | None = None,
+    *,
+    start: int | None = None,
+    length: int | None = None,
+) -> int:
+    """Finish an upload with its digest, and `chunks` when the request carries (the last part
+    of) the data: verify, commit the blob, remove the session; returns the blob size.
+
+    On a mismatch the session and its data are removed and DigestMismatch is raised: nothing
+    of the upload remains.
+    """
+    session = await upload_status(pool, repository, upload_id)
+    if chunks is None:
+        return await _finish(pool, store, repository, session, digest)
+    return await _finish_with_body(
+        pool, store, repository, session, digest, chunks, start=start, length=length
+    )
+
+
+async def cancel_upload(
+    pool: asyncpg.Pool, store: ObjectStore, repository: RepositoryName, upload_id: str
+) -> None:
+    """Abandon an upload: its session and all its temporary data."""
+    await _discard(pool, store, await upload_status(pool, repository, upload_id))
+
+
+async def _finish(
+    pool: asyncpg.Pool,
+    store: ObjectStore,
+    repository: RepositoryName,
     session: UploadSession,
     digest: Digest,
 ) -> int:
-    """Verify the data of `session` against `digest` and commit it as a blob; returns its size.
-
-    On a mismatch the session and its data are removed and DIGEST_INVALID is raised: nothing
-    of the upload remains.
-    """
     if len(session.part_keys) == 1:
         assembled = session.part_keys[0]  # one chunk is the blob already: no copy
     else:
@@ -110,21 +159,21 @@ async def finish_upload(
     if digest.algorithm == "sha256":
         actual = ResumableHasher("sha256", session.hash_state).digest()
         if actual != str(digest):
-            await discard_upload(pool, store, session)
+            await _discard(pool, store, session)
             raise _mismatch(digest, actual)
     if assembled not in session.part_keys:
         await store.compose(session.part_keys, assembled)
     if digest.algorithm != "sha256":
         actual = await _digest_of_object(store, assembled, digest.algorithm)
         if actual != str(digest):
-            await discard_upload(pool, store, session)
+            await _discard(pool, store, session)
             raise _mismatch(digest, actual)
     await commit_blob(pool, store, repository, str(digest), session.size, assembled)
-    await discard_upload(pool, store, session)
+    await _discard(pool, store, session)
     return session.size
 
 
-async def finish_with_body(
+async def _finish_with_body(
     pool: asyncpg.Pool,
     store: ObjectStore,
     repository: RepositoryName,
@@ -132,25 +181,23 @@ async def finish_with_body(
     digest: Digest,
     chunks: AsyncIterable[bytes],
     *,
-    start: int | None = None,
-    length: int | None = None,
+    start: int | None,
+    length: int | None,
 ) -> int:
-    """Finish an upload whose PUT carries (the last part of) the data; returns the blob size.
-
-    When the PUT carries all of it (POST then PUT, the usual push of a small layer) the body
-    is verified as it streams and committed directly, without a chunk to record and compose.
-    """
+    """When the PUT carries all of the data (POST then PUT, the usual push of a small layer)
+    the body is verified as it streams and committed directly, without a chunk to record and
+    compose."""
     if session.size or session.part_keys or start not in (None, 0):
-        session = await append_chunk(pool, store, session, chunks, start=start, length=length)
-        return await finish_upload(pool, store, repository, session, digest)
+        session = await _append(pool, store, session, chunks, start=start, length=length)
+        return await _finish(pool, store, repository, session, digest)
     key = upload_blob_key(str(session.id), secrets.token_hex(4))
     try:
         size = await _store_verified(store, key, digest, chunks, length)
-    except OciError:
-        await discard_upload(pool, store, session)
+    except (DigestMismatch, SizeInvalid):
+        await _discard(pool, store, session)
         raise
     await commit_blob(pool, store, repository, str(digest), size, key)
-    await discard_upload(pool, store, session)
+    await _discard(pool, store, session)
     return size
 
 
@@ -175,8 +222,8 @@ async def _store_verified(
     chunks: AsyncIterable[bytes],
     length: int | None,
 ) -> int:
-    """Write `chunks` at `key` hashing them; DIGEST_INVALID (nothing left) on a mismatch,
-    SIZE_INVALID when `length` was declared and the body differs."""
+    """Write `chunks` at `key` hashing them; DigestMismatch (nothing left) on a mismatch,
+    SizeInvalid when `length` was declared and the body differs."""
     hasher = hashlib.new(digest.algorithm)
     size = await _write_exact(store, key, chunks, hasher.update, length)
     actual = f"{digest.algorithm}:{hasher.hexdigest()}"
@@ -186,9 +233,9 @@ async def _store_verified(
     return size
 
 
-async def discard_upload(pool: asyncpg.Pool, store: ObjectStore, session: UploadSession) -> None:
+async def _discard(pool: asyncpg.Pool, store: ObjectStore, session: UploadSession) -> None:
     """Remove a session and all its temporary data."""
-    await upload_rows.delete_upload(pool, session.id, session.repository)
+    await uploads.delete_upload(pool, session.id, session.repository)
     await store.delete_prefix(upload_prefix(str(session.id)))
 
 
@@ -199,18 +246,16 @@ async def _write_exact(
     on_chunk: Callable[[bytes], None],
     length: int | None,
 ) -> int:
-    """Write `chunks` at `key`; SIZE_INVALID (nothing left) when `length` was declared (by
+    """Write `chunks` at `key`; SizeInvalid (nothing left) when `length` was declared (by
     Content-Range) and the body has another length."""
     try:
         size = await store.write(key, chunks, on_chunk=on_chunk, max_size=length)
     except SizeLimitExceeded:
-        raise OciError(ErrorCode.SIZE_INVALID, "body is longer than its Content-Range") from None
+        raise SizeInvalid("body is longer than its Content-Range") from None
     if length is not None and size != length:
         await store.delete(key)
-        raise OciError(
-            ErrorCode.SIZE_INVALID,
-            "body length does not match Content-Range",
-            detail={"declared": length, "received": size},
+        raise SizeInvalid(
+            "body length does not match Content-Range", declared=length, received=size
         )
     return size
 
@@ -222,8 +267,5 @@ async def _digest_of_object(store: ObjectStore, key: str, algorithm: str) -> str
     return f"{algorithm}:{hasher.hexdigest()}"
 
 
-def _mismatch(expected: Digest, actual: str) -> OciError:
-    return OciError(
-        ErrorCode.DIGEST_INVALID,
-        detail={"expected": str(expected), "actual": actual},
-    )
+def _mismatch(expected: Digest, actual: str) -> DigestMismatch:
+    return DigestMismatch(expected=str(expected), actual=actual)
