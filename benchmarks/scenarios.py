@@ -9,6 +9,7 @@ read and discarded, so the client's own work stays small and identical for both 
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -71,8 +72,6 @@ class Payloads:
     """Unique blobs cut from one random buffer: a distinct 64-byte prefix per use."""
 
     def __init__(self, size: int) -> None:
-        import os
-
         self.buffer = os.urandom(size)
         self.counter = 0
 

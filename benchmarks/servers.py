@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -211,8 +212,6 @@ async def start_reference(workdir: Path) -> tuple[Registry, ServerProcess]:
 
 def reference_version() -> str:
     """`docker-registry --version`, for the report."""
-    import subprocess
-
     binary = shutil.which(REFERENCE_BINARY)
     if binary is None:
         return "not installed"

@@ -13,6 +13,7 @@ from yarl import URL
 
 from registry_common import metrics
 from registry_common.settings import Settings
+from registry_distribution import blobs as blob_handlers
 from registry_distribution.app import create_app
 from tests.fixtures.distribution import RegistryClient, sha256
 
@@ -268,7 +269,6 @@ async def test_unusable_storage_answers_503_and_stores_nothing(
 async def test_filesystem_blobs_are_sent_with_sendfile(
     aiohttp_client: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from registry_distribution import blobs as blob_handlers
 
     client = await aiohttp_client(create_app(settings))
     digest = await RegistryClient(client).push_blob(NAME, DATA)

