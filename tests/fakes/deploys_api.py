@@ -1,4 +1,4 @@
-"""A small Deploys API for tests: `POST /me.authorized` and `POST /me.get` as DESIGN.md says.
+"""A small Deploys API for tests: `POST /me.authorized` and `POST /me.get`, as the README says.
 
 Users authenticate with Basic `user:password` or a Deploys API bearer token and hold
 permissions per project; projects may grant `registry.pull` to `allUsers` and have a billing

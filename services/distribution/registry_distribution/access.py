@@ -4,7 +4,7 @@ It validates the repository name, maps the method to an action (GET and HEAD pul
 else pushes), checks the caller, and leaves a Grant on the request for the handler (billing
 metrics use its project id).
 
-How the caller is checked (DESIGN.md, "Authentication"):
+How the caller is checked (README.md, "Authentication"):
 
 - `Bearer <registry token>`: verified here, with no Deploys API call; the token must grant the
   action on exactly this repository, else 401 with `error="insufficient_scope"`;

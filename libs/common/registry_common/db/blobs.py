@@ -1,11 +1,10 @@
-"""SQL of blob links (`blobs`: which repository may read a digest) and blob objects.
+"""SQL of blob links (`blobs`: which repository may read a digest) and blob objects
+(`blob_objects`: one row per stored object, present while its bytes are).
 
-Locking contract, shared with the GC (jobs/gc.py):
-- a `blob_objects` row exists while its object is in storage; whoever creates, deletes or
-  relies on an object first locks that row (claim_object: FOR UPDATE via upsert;
-  lock_object: FOR SHARE), so GC and a push of the same digest never interleave;
-- a manifest PUT locks the links it references FOR SHARE (lock_links) until it commits its
-  manifest_blobs rows, and GC locks a link FOR UPDATE before checking it is unreferenced.
+The row locks these statements take, and the order callers take them in, are the protocol of
+docs/consistency.md: claim_object and lock_object guard an object against the GC's object
+delete (lock_orphan_object), lock_links guards links against the GC's unlink
+(unlink_idle_unreferenced) and against unlink_unreferenced (invariants 1 to 3).
 """
 
 from __future__ import annotations
@@ -68,7 +67,7 @@ async def linked_blob_size(
     db: Executor, repository: str, digest: str, touch_after: timedelta
 ) -> int | None:
     """Size of a blob linked to `repository`, or None; refreshes the link's grace clock when it
-    is older than `touch_after` (DESIGN.md invariant 4; see touch_interval)."""
+    is older than `touch_after` (invariant 4 of docs/consistency.md; see touch_interval)."""
     size: int | None = await db.fetchval(
         """
         WITH touched AS (
@@ -156,7 +155,8 @@ async def repository_in_project_linking(db: Executor, project: str, digest: str)
     return repository
 
 
-# --- Blob GC (jobs/gc.py). Row locks as in the module docstring. ---
+# --- Blob GC (jobs/gc.py, registry/blob_store.py): docs/consistency.md, "GC unlink" and
+# "Object delete". ---
 
 
 async def unlink_candidates(

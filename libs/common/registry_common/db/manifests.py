@@ -1,11 +1,10 @@
 """SQL of manifests, their blob references (`manifest_blobs`) and index children
 (`manifest_children`).
 
-Locks (see also db/blobs.py):
-- a push of an index share-locks its children's rows (lock_manifests) until it commits its
-  `manifest_children` rows;
-- a delete locks the manifest's row FOR UPDATE (lock_manifest_for_delete) before looking for
-  indexes that list it, so a child is never deleted under an index being pushed.
+A push of an index share-locks its children's rows (lock_manifests) until it commits its
+`manifest_children` rows; a delete locks the manifest's row FOR UPDATE
+(lock_manifest_for_delete) before looking for indexes that list it, so a child is never
+deleted under an index being pushed (invariant 6 of docs/consistency.md).
 """
 
 from __future__ import annotations

@@ -97,7 +97,8 @@ async def delete_repository_rows(
     the links (FOR UPDATE, in digest order like db.blobs.lock_links), then the repository row
     (the DELETE). A PUT that share-locked links first commits before this goes on; one that
     comes later finds the links gone and is refused. A blob committed by a push racing this
-    delete loses its link to the cascade; its object, unlinked, is left to the blob GC.
+    delete loses its link to the cascade; its object, unlinked, is left to the blob GC
+    (docs/consistency.md, "Repository delete"; invariant 10).
     """
     exists = await connection.fetchval("SELECT 1 FROM repositories WHERE name = $1", name.full)
     if not exists:
