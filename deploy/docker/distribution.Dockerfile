@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # Image of the distribution service (`/v2/`, `/token`, `/_cdn/`). Build from the repository root:
 #   docker build -f deploy/docker/distribution.Dockerfile -t registry-distribution .
 # (or `make images`). Everything installed comes from uv.lock; the final stage holds the

@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # Image of the jobs service (Pub/Sub trigger, `/internal/<job>`). Build from the repository root:
 #   docker build -f deploy/docker/jobs.Dockerfile -t registry-jobs .
 # (or `make images`). Everything installed comes from uv.lock; the final stage holds the

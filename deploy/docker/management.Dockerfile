@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # Image of the management service (`/api/`). Build from the repository root:
 #   docker build -f deploy/docker/management.Dockerfile -t registry-management .
 # (or `make images`). Everything installed comes from uv.lock; the final stage holds the

@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # Image of the operator commands (registry_tools without its `local` extra): `registry-schema`,
 # which the schema Job runs before each rollout, and the Cloudflare migrations. No service runs
 # from it. Build from the repository root:

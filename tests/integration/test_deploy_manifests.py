@@ -512,6 +512,16 @@ def test_tools_image_has_the_commands_but_no_embedded_postgres() -> None:
     assert 'CMD ["registry-schema"]' in text
 
 
+@pytest.mark.parametrize("image", [*SERVICES, "tools"])
+def test_dockerfiles_need_no_buildkit_only_syntax(image: str) -> None:
+    """The classic builder must build them too: no frontend to pull (`# syntax=`, which also
+    fails offline), no `RUN --mount`, no heredocs."""
+    text = (DEPLOY_DIR / "docker" / f"{image}.Dockerfile").read_text()
+    assert not re.search(r"^#\s*syntax\s*=", text, re.MULTILINE)
+    assert "--mount=" not in text
+    assert not re.search(r"<<-?\s*[A-Z]+\s*$", text, re.MULTILINE)
+
+
 def test_one_dockerignore_serves_every_builder() -> None:
     """The classic builder reads only the context's root .dockerignore; BuildKit prefers a
     <Dockerfile>.dockerignore, so there must be none beside the Dockerfiles."""
