@@ -13,7 +13,7 @@ export UV_PYTHON ?= python3
 help:
 	@echo "make run     start distribution (:5000), management (:5001) and jobs (:5002) locally"
 	@echo "make test    run every test"
-	@echo "make lint    ruff check, ruff format --check, mypy --strict on libs/"
+	@echo "make lint    ruff check, ruff format --check, mypy --strict on all the code and tests"
 	@echo "make format  apply ruff's fixes and formatting"
 	@echo "make db      apply schema.sql to DB_URL"
 	@echo "make bench   benchmark distribution against docker-registry; writes BENCHMARKS.md"
@@ -38,7 +38,8 @@ test: sync
 lint: sync
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
-	$(UV) run --frozen mypy --strict libs/common/registry_common libs/tools/registry_tools
+	$(UV) run --frozen mypy --strict libs/common/registry_common libs/tools/registry_tools \
+		services tests benchmarks deploy
 
 format: sync
 	$(UV) run --frozen ruff check --fix .

@@ -56,7 +56,8 @@ def _cpu_model() -> str:
 
 
 def _memory_gib() -> float:
-    return psutil.virtual_memory().total / 1024**3
+    total: int = psutil.virtual_memory().total
+    return total / 1024**3
 
 
 def _format(value: float) -> str:

@@ -64,7 +64,7 @@ def _put_manifest(
 ) -> requests.Response:
     """PUT exact manifest bytes through oras' authenticated request path (its own
     upload_manifest re-serializes the JSON, which would change the digest)."""
-    response = client.do_request(
+    response: requests.Response = client.do_request(
         f"http://{registry.host}/v2/{REPOSITORY}/manifests/{reference}",
         "PUT",
         data=body,
@@ -147,7 +147,8 @@ def _referrers(
     url = f"http://{registry.host}/v2/{REPOSITORY}/referrers/{subject}"
     if artifact_type:
         url += f"?artifactType={artifact_type}"
-    return client.do_request(url, "GET")
+    response: requests.Response = client.do_request(url, "GET")
+    return response
 
 
 async def test_oras_artifacts_with_a_subject_are_listed_by_the_referrers_api(

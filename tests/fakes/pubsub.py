@@ -225,7 +225,7 @@ class FakePubSub:
     def _lease(
         self, subscription: _Subscription, count: int, stream: int | None
     ) -> list[pubsub.ReceivedMessage]:
-        received = []
+        received: list[pubsub.ReceivedMessage] = []
         while subscription.available and len(received) < count:
             message = subscription.available.popleft()
             ack_id = f"{subscription.name}:{next(self._ids)}"

@@ -8,14 +8,13 @@ from typing import Any
 
 import asyncpg
 import pytest
-from aiohttp.test_utils import TestClient
 from yarl import URL
 
 from registry_common import metrics
 from registry_common.settings import Settings
-from registry_distribution import blobs as blob_handlers
 from registry_distribution.app import create_app
 from tests.fixtures.distribution import RegistryClient, sha256
+from tests.fixtures.services import ServiceClient
 
 NAME = "proj/app"
 DATA = bytes(range(256)) * 40  # 10240 bytes
@@ -27,7 +26,7 @@ async def pushed(registry: RegistryClient) -> str:
 
 
 async def test_get_returns_bytes_with_digest_headers(
-    registry_client: TestClient, pushed: str
+    registry_client: ServiceClient, pushed: str
 ) -> None:
     response = await registry_client.get(f"/v2/{NAME}/blobs/{pushed}")
     assert response.status == 200
@@ -37,7 +36,7 @@ async def test_get_returns_bytes_with_digest_headers(
     assert "immutable" in response.headers["Cache-Control"]
 
 
-async def test_head_returns_size_without_body(registry_client: TestClient, pushed: str) -> None:
+async def test_head_returns_size_without_body(registry_client: ServiceClient, pushed: str) -> None:
     response = await registry_client.head(f"/v2/{NAME}/blobs/{pushed}")
     assert response.status == 200
     assert response.headers["Content-Length"] == str(len(DATA))
@@ -56,7 +55,7 @@ async def test_head_returns_size_without_body(registry_client: TestClient, pushe
     ],
 )
 async def test_range_request_returns_206_with_the_slice(
-    registry_client: TestClient, pushed: str, header: str, start: int, end: int
+    registry_client: ServiceClient, pushed: str, header: str, start: int, end: int
 ) -> None:
     response = await registry_client.get(f"/v2/{NAME}/blobs/{pushed}", headers={"Range": header})
     assert response.status == 206
@@ -64,14 +63,14 @@ async def test_range_request_returns_206_with_the_slice(
     assert response.headers["Content-Range"] == f"bytes {start}-{end}/{len(DATA)}"
 
 
-async def test_unsatisfiable_range_returns_416(registry_client: TestClient, pushed: str) -> None:
+async def test_unsatisfiable_range_returns_416(registry_client: ServiceClient, pushed: str) -> None:
     response = await registry_client.get(
         f"/v2/{NAME}/blobs/{pushed}", headers={"Range": "bytes=20000-20010"}
     )
     assert response.status == 416
 
 
-async def test_unknown_blob_is_blob_unknown(registry_client: TestClient) -> None:
+async def test_unknown_blob_is_blob_unknown(registry_client: ServiceClient) -> None:
     response = await registry_client.get(f"/v2/{NAME}/blobs/{sha256(b'never pushed')}")
     assert response.status == 404
     body = await response.json()
@@ -87,7 +86,7 @@ async def test_unknown_blob_is_blob_unknown(registry_client: TestClient) -> None
         "/v2/proj/app/blobs/sha256%3A" + "a" * 64,
     ],
 )
-async def test_malformed_digest_is_rejected(registry_client: TestClient, path: str) -> None:
+async def test_malformed_digest_is_rejected(registry_client: ServiceClient, path: str) -> None:
     response = await registry_client.get(URL(path, encoded=True))
     assert response.status == 400
     assert (await response.json())["errors"][0]["code"] in ("DIGEST_INVALID", "NAME_INVALID")
@@ -105,7 +104,7 @@ async def test_malformed_digest_is_rejected(registry_client: TestClient, path: s
     ],
 )
 async def test_invalid_repository_name_is_name_invalid(
-    registry_client: TestClient, path: str
+    registry_client: ServiceClient, path: str
 ) -> None:
     response = await registry_client.get(URL(path, encoded=True))
     assert response.status in (400, 404)
@@ -114,7 +113,7 @@ async def test_invalid_repository_name_is_name_invalid(
 
 
 async def test_blob_of_one_repository_is_invisible_in_others(
-    registry_client: TestClient, pushed: str
+    registry_client: ServiceClient, pushed: str
 ) -> None:
     for name in ("proj/other", "stranger/app"):
         response = await registry_client.get(f"/v2/{name}/blobs/{pushed}")
@@ -135,7 +134,7 @@ async def test_delete_unlinks_from_the_repository_only(
 
 
 async def test_delete_of_blob_referenced_by_a_manifest_is_refused(
-    registry_client: TestClient, pushed: str, db: asyncpg.Connection
+    registry_client: ServiceClient, pushed: str, db: asyncpg.Connection
 ) -> None:
     digest = sha256(b"{}")
     await db.execute(
@@ -156,7 +155,7 @@ async def test_delete_of_blob_referenced_by_a_manifest_is_refused(
 
 
 async def test_read_refreshes_an_old_grace_clock_only(
-    registry_client: TestClient, pushed: str, db: asyncpg.Connection
+    registry_client: ServiceClient, pushed: str, db: asyncpg.Connection
 ) -> None:
     async def accessed_age() -> float:
         age: float = await db.fetchval(
@@ -175,7 +174,9 @@ async def test_read_refreshes_an_old_grace_clock_only(
     assert await accessed_age() < 60
 
 
-async def test_download_counts_billing_bytes_sent(registry_client: TestClient, pushed: str) -> None:
+async def test_download_counts_billing_bytes_sent(
+    registry_client: ServiceClient, pushed: str
+) -> None:
     def counted() -> tuple[float, float]:
         return (
             metrics.EGRESS_BYTES.labels("proj")._value.get(),
@@ -197,13 +198,13 @@ async def test_download_counts_billing_bytes_sent(registry_client: TestClient, p
 @pytest.fixture
 async def cdn_client(
     aiohttp_client: Any, make_settings: Any, storage_overrides: dict[str, Any]
-) -> TestClient:
+) -> ServiceClient:
     settings = make_settings(cdn_domain="cdn.example.test", **storage_overrides)
-    client: TestClient = await aiohttp_client(create_app(settings))
+    client: ServiceClient = await aiohttp_client(create_app(settings))
     return client
 
 
-async def test_cdn_domain_redirects_public_clients(cdn_client: TestClient) -> None:
+async def test_cdn_domain_redirects_public_clients(cdn_client: ServiceClient) -> None:
     digest = await RegistryClient(cdn_client).push_blob(NAME, DATA)
     response = await cdn_client.get(
         f"/v2/{NAME}/blobs/{digest}", headers={"X-Real-Ip": "8.8.8.8"}, allow_redirects=False
@@ -214,7 +215,7 @@ async def test_cdn_domain_redirects_public_clients(cdn_client: TestClient) -> No
 
 @pytest.mark.parametrize("address", ["10.1.2.3", "192.168.0.7", "127.0.0.1", "169.254.1.1"])
 async def test_cdn_domain_serves_internal_clients_directly(
-    cdn_client: TestClient, address: str
+    cdn_client: ServiceClient, address: str
 ) -> None:
     digest = await RegistryClient(cdn_client).push_blob(NAME, DATA)
     response = await cdn_client.get(
@@ -225,7 +226,7 @@ async def test_cdn_domain_serves_internal_clients_directly(
 
 
 async def test_cdn_origin_serves_linked_blobs_publicly(
-    registry_client: TestClient, pushed: str
+    registry_client: ServiceClient, pushed: str
 ) -> None:
     response = await registry_client.get(f"/_cdn/{NAME}/blobs/{pushed}")
     assert response.status == 200
@@ -279,7 +280,8 @@ async def test_filesystem_blobs_are_sent_with_sendfile(
         calls.append((offset, count))
         return real_sendfile(out_fd, in_fd, offset, count)
 
-    monkeypatch.setattr(blob_handlers.os, "sendfile", counting_sendfile)
+    # The handlers call os.sendfile through the os module, which this patches.
+    monkeypatch.setattr(os, "sendfile", counting_sendfile)
     whole = await client.get(f"/v2/{NAME}/blobs/{digest}")
     assert await whole.read() == DATA
     ranged = await client.get(f"/v2/{NAME}/blobs/{digest}", headers={"Range": "bytes=100-199"})

@@ -62,7 +62,8 @@ def all_containers(workload: Manifest) -> list[Manifest]:
 def env_value(container: Manifest, name: str) -> Manifest:
     entries = [e for e in container.get("env", []) if e["name"] == name]
     assert len(entries) == 1, f"{container['name']}: {name} set {len(entries)} times"
-    return entries[0]
+    entry: dict[str, Any] = entries[0]
+    return entry
 
 
 def config_map_keys(manifests: list[Manifest], container: Manifest) -> dict[str, str]:
@@ -172,7 +173,8 @@ def config_map_name(manifests: list[Manifest], prefix: str) -> str:
         if m["kind"] == "ConfigMap" and m["metadata"]["name"].startswith(prefix + "-")
     ]
     assert len(names) == 1
-    return names[0]
+    name: str = names[0]
+    return name
 
 
 def test_jobs_service_is_not_reachable_from_outside(production: list[Manifest]) -> None:

@@ -17,7 +17,6 @@ from typing import Any
 import jwt
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
 
 from registry_common.auth.tokens import ISSUER
 from registry_common.oci.names import RepositoryName
@@ -41,6 +40,7 @@ from tests.fixtures.auth import (
     fetch_token,
     parse_challenge,
 )
+from tests.fixtures.services import ServiceClient
 
 REFUSED = (401, 403, 503)
 DIGEST = "sha256:" + "ab" * 32
@@ -54,7 +54,7 @@ def access_of(token: str) -> list[dict[str, Any]]:
     return access
 
 
-def origin(client: TestClient) -> str:
+def origin(client: ServiceClient) -> str:
     return str(client.make_url("")).rstrip("/")
 
 
@@ -74,7 +74,7 @@ def challenge_of(response: Any) -> dict[str, str]:
 
 
 async def test_anonymous_ping_is_challenged_to_the_token_endpoint(
-    auth_registry_client: TestClient,
+    auth_registry_client: ServiceClient,
 ) -> None:
     response = await auth_registry_client.get("/v2/")
     assert response.status == 401
@@ -99,7 +99,7 @@ async def test_challenge_names_public_url_when_set(aiohttp_client: Any, make_set
 
 
 async def test_ping_answers_200_to_valid_credentials_and_tokens(
-    auth_registry_client: TestClient,
+    auth_registry_client: ServiceClient,
 ) -> None:
     with_basic = await auth_registry_client.get("/v2/", headers={"Authorization": ALICE.basic})
     assert with_basic.status == 200
@@ -108,14 +108,14 @@ async def test_ping_answers_200_to_valid_credentials_and_tokens(
     assert (await auth_registry_client.get("/v2/", headers=bearer(token))).status == 200
 
 
-async def test_ping_challenges_wrong_credentials(auth_registry_client: TestClient) -> None:
+async def test_ping_challenges_wrong_credentials(auth_registry_client: ServiceClient) -> None:
     wrong = ALICE.with_password("wrong").basic
     response = await auth_registry_client.get("/v2/", headers={"Authorization": wrong})
     assert response.status == 401
     assert "realm" in challenge_of(response)
 
 
-async def test_ping_without_authentication_answers_200(registry_client: TestClient) -> None:
+async def test_ping_without_authentication_answers_200(registry_client: ServiceClient) -> None:
     response = await registry_client.get("/v2/")
     assert response.status == 200
     assert response.headers["Docker-Distribution-API-Version"] == "registry/2.0"
@@ -124,7 +124,7 @@ async def test_ping_without_authentication_answers_200(registry_client: TestClie
 # --- GET /token -----------------------------------------------------------------------------
 
 
-async def test_token_grants_pull_and_push_to_a_pusher(auth_registry_client: TestClient) -> None:
+async def test_token_grants_pull_and_push_to_a_pusher(auth_registry_client: ServiceClient) -> None:
     reply = await fetch_token(auth_registry_client, "repository:alpha/app:pull,push", account=ALICE)
     assert reply["token"] == reply["access_token"]
     assert reply["expires_in"] == 300
@@ -143,7 +143,7 @@ async def test_token_grants_pull_and_push_to_a_pusher(auth_registry_client: Test
 
 
 async def test_token_grants_only_what_the_deploys_api_allows(
-    deploys_registry_client: TestClient,
+    deploys_registry_client: ServiceClient,
 ) -> None:
     reply = await fetch_token(
         deploys_registry_client,
@@ -157,12 +157,12 @@ async def test_token_grants_only_what_the_deploys_api_allows(
     ]
 
 
-async def test_token_grants_nothing_in_another_project(auth_registry_client: TestClient) -> None:
+async def test_token_grants_nothing_in_another_project(auth_registry_client: ServiceClient) -> None:
     reply = await fetch_token(auth_registry_client, "repository:beta/app:pull,push", account=ALICE)
     assert access_of(reply["token"]) == []
 
 
-async def test_several_scopes_merge_per_repository(auth_registry_client: TestClient) -> None:
+async def test_several_scopes_merge_per_repository(auth_registry_client: ServiceClient) -> None:
     reply = await fetch_token(
         auth_registry_client,
         "repository:alpha/app:pull",
@@ -176,7 +176,7 @@ async def test_several_scopes_merge_per_repository(auth_registry_client: TestCli
 
 
 async def test_unknown_scope_types_actions_and_invalid_names_grant_nothing(
-    auth_registry_client: TestClient,
+    auth_registry_client: ServiceClient,
 ) -> None:
     reply = await fetch_token(
         auth_registry_client,
@@ -192,7 +192,7 @@ async def test_unknown_scope_types_actions_and_invalid_names_grant_nothing(
     ]
 
 
-async def test_token_without_scope_is_a_login_check(auth_registry_client: TestClient) -> None:
+async def test_token_without_scope_is_a_login_check(auth_registry_client: ServiceClient) -> None:
     reply = await fetch_token(auth_registry_client, account=ALICE)
     assert access_of(reply["token"]) == []
     assert jwt.decode(reply["token"], options={"verify_signature": False})["sub"] == ALICE.user
@@ -200,7 +200,7 @@ async def test_token_without_scope_is_a_login_check(auth_registry_client: TestCl
 
 @pytest.mark.parametrize("scope", [None, "repository:alpha/app:pull"])
 async def test_wrong_password_gets_401_from_the_token_endpoint(
-    auth_registry_client: TestClient, scope: str | None
+    auth_registry_client: ServiceClient, scope: str | None
 ) -> None:
     response = await auth_registry_client.get(
         "/token",
@@ -213,7 +213,7 @@ async def test_wrong_password_gets_401_from_the_token_endpoint(
 
 
 async def test_too_many_repositories_in_one_token_request_is_rejected(
-    auth_registry_client: TestClient,
+    auth_registry_client: ServiceClient,
 ) -> None:
     params = [("scope", f"repository:alpha/app{index}:pull") for index in range(33)]
     response = await auth_registry_client.get(
@@ -223,7 +223,7 @@ async def test_too_many_repositories_in_one_token_request_is_rejected(
 
 
 async def test_anonymous_token_for_a_public_project_grants_pull_only(
-    deploys_registry_client: TestClient,
+    deploys_registry_client: ServiceClient,
 ) -> None:
     reply = await fetch_token(
         deploys_registry_client,
@@ -245,7 +245,7 @@ async def test_anonymous_token_for_a_public_project_grants_pull_only(
 
 
 async def test_oauth_password_grant_issues_the_same_token(
-    auth_registry_client: TestClient,
+    auth_registry_client: ServiceClient,
 ) -> None:
     response = await auth_registry_client.post(
         "/token",
@@ -285,7 +285,7 @@ async def test_oauth_password_grant_issues_the_same_token(
     ids=["wrong-password", "refresh-token", "no-password"],
 )
 async def test_oauth_errors(
-    auth_registry_client: TestClient, form: dict[str, str], status: int, error: str
+    auth_registry_client: ServiceClient, form: dict[str, str], status: int, error: str
 ) -> None:
     response = await auth_registry_client.post("/token", data=form)
     assert response.status == status
@@ -294,7 +294,7 @@ async def test_oauth_errors(
         assert "WWW-Authenticate" in response.headers
 
 
-async def test_oauth_grant_needs_a_form(auth_registry_client: TestClient) -> None:
+async def test_oauth_grant_needs_a_form(auth_registry_client: ServiceClient) -> None:
     response = await auth_registry_client.post("/token", json={"grant_type": "password"})
     assert response.status == 400
 
@@ -303,7 +303,7 @@ async def test_oauth_grant_needs_a_form(auth_registry_client: TestClient) -> Non
 
 
 async def test_registry_token_is_checked_without_calling_the_deploys_api(
-    deploys_registry_client: TestClient, deploys_api: FakeDeploysApi
+    deploys_registry_client: ServiceClient, deploys_api: FakeDeploysApi
 ) -> None:
     reply = await fetch_token(
         deploys_registry_client, "repository:alpha/app:pull,push", account=ALICE
@@ -321,7 +321,7 @@ async def test_registry_token_is_checked_without_calling_the_deploys_api(
 
 
 async def test_token_for_one_repository_grants_nothing_on_another(
-    auth_registry_client: TestClient,
+    auth_registry_client: ServiceClient,
 ) -> None:
     reply = await fetch_token(auth_registry_client, "repository:alpha/app:pull,push", account=ALICE)
     response = await auth_registry_client.get(
@@ -335,7 +335,7 @@ async def test_token_for_one_repository_grants_nothing_on_another(
     assert challenge["realm"] == f"{origin(auth_registry_client)}/token"
 
 
-async def test_pull_only_token_cannot_push(auth_registry_client: TestClient) -> None:
+async def test_pull_only_token_cannot_push(auth_registry_client: ServiceClient) -> None:
     reply = await fetch_token(auth_registry_client, "repository:alpha/app:pull", account=ALICE)
     response = await auth_registry_client.put(
         "/v2/alpha/app/manifests/latest",
@@ -349,7 +349,7 @@ async def test_pull_only_token_cannot_push(auth_registry_client: TestClient) -> 
 
 
 async def test_token_for_another_host_is_an_invalid_token(
-    auth_registry_client: TestClient,
+    auth_registry_client: ServiceClient,
 ) -> None:
     reply = await fetch_token(auth_registry_client, "repository:alpha/app:pull", account=ALICE)
     response = await auth_registry_client.get(
@@ -361,7 +361,7 @@ async def test_token_for_another_host_is_an_invalid_token(
 
 
 async def test_forged_token_is_an_invalid_token_and_never_reaches_the_deploys_api(
-    deploys_registry_client: TestClient, deploys_api: FakeDeploysApi
+    deploys_registry_client: ServiceClient, deploys_api: FakeDeploysApi
 ) -> None:
     now = datetime.now(UTC)
     host = deploys_registry_client.make_url("").authority
@@ -407,7 +407,7 @@ async def test_authorize_checks_a_second_repository_against_the_same_token(
 # --- credentials directly on /v2/<name>/ ----------------------------------------------------
 
 
-async def test_basic_credentials_work_directly(auth_registry_client: TestClient) -> None:
+async def test_basic_credentials_work_directly(auth_registry_client: ServiceClient) -> None:
     headers = {"Authorization": ALICE.basic}
     pull = await auth_registry_client.get("/v2/alpha/app/tags/list", headers=headers)
     assert pull.status not in REFUSED
@@ -416,7 +416,7 @@ async def test_basic_credentials_work_directly(auth_registry_client: TestClient)
 
 
 async def test_deploys_api_bearer_token_is_passed_through(
-    deploys_registry_client: TestClient, deploys_api: FakeDeploysApi
+    deploys_registry_client: ServiceClient, deploys_api: FakeDeploysApi
 ) -> None:
     authorization = f"Bearer {ALICE_API_TOKEN}"
     response = await deploys_registry_client.post(
@@ -445,7 +445,7 @@ WRONG_PASSWORD = ALICE.with_password("wrong")
     ],
 )
 async def test_denied_is_403_and_unauthenticated_is_401(
-    deploys_registry_client: TestClient,
+    deploys_registry_client: ServiceClient,
     account: Account | None,
     method: str,
     name: str,
@@ -468,7 +468,7 @@ async def test_denied_is_403_and_unauthenticated_is_401(
 
 
 async def test_deploys_api_down_answers_503_and_is_not_cached(
-    deploys_registry_client: TestClient, deploys_api: FakeDeploysApi
+    deploys_registry_client: ServiceClient, deploys_api: FakeDeploysApi
 ) -> None:
     deploys_api.answer_500 = True
     headers = {"Authorization": ALICE.basic}
@@ -547,7 +547,7 @@ CALLERS = [
 ]
 
 
-async def _authorization(client: TestClient, kind: str) -> dict[str, str]:
+async def _authorization(client: ServiceClient, kind: str) -> dict[str, str]:
     if kind == "basic-credentials-of-alpha":
         return {"Authorization": ALICE.basic}
     if kind == "deploys-api-token-of-alpha":
@@ -560,7 +560,7 @@ async def _authorization(client: TestClient, kind: str) -> dict[str, str]:
 
 @pytest.mark.parametrize(("kind", "target"), CALLERS, ids=[kind for kind, _ in CALLERS])
 async def test_project_isolation_on_every_repository_route(
-    auth_registry_client: TestClient, kind: str, target: str
+    auth_registry_client: ServiceClient, kind: str, target: str
 ) -> None:
     headers = {**await _authorization(auth_registry_client, kind), **MANIFEST_HEADERS}
     answered = []
@@ -579,7 +579,7 @@ async def test_project_isolation_on_every_repository_route(
 
 
 async def test_mount_from_another_tenants_repository_needs_pull_there(
-    auth_registry_client: TestClient,
+    auth_registry_client: ServiceClient,
 ) -> None:
     """Cross-tenant dedup needs proof of possession: knowing a digest is not enough."""
     client = auth_registry_client

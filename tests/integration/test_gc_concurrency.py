@@ -16,12 +16,12 @@ from datetime import timedelta
 from typing import Any
 
 import asyncpg
-from aiohttp.test_utils import TestClient
 
 from registry_common.jobs.base import JobContext, JobReport
 from registry_common.jobs.gc import run_blob_gc
 from registry_common.storage.layout import BLOBS_PREFIX, blob_key
 from tests.fixtures.distribution import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, sha256
+from tests.fixtures.services import ServiceClient
 
 REPOSITORIES = ["alpha/app", "alpha/tools", "beta/app"]
 SHARED_LAYERS = [f"shared layer {index}".encode() * 300 for index in range(4)]
@@ -46,7 +46,9 @@ def _image(seed: str, rng: random.Random) -> tuple[bytes, dict[str, bytes]]:
     return json.dumps(manifest).encode(), blobs
 
 
-async def _put_blob(client: TestClient, name: str, digest: str, data: bytes, mount: bool) -> None:
+async def _put_blob(
+    client: ServiceClient, name: str, digest: str, data: bytes, mount: bool
+) -> None:
     if mount:
         source = random.choice([repo for repo in REPOSITORIES if repo != name])
         mounted = await client.post(
@@ -80,7 +82,7 @@ async def _age_past_grace(pool: asyncpg.Pool, name: str, digests: list[str]) -> 
 
 
 async def _push(
-    client: TestClient,
+    client: ServiceClient,
     context: JobContext,
     name: str,
     tag: str,
@@ -111,7 +113,7 @@ async def _push(
 
 
 async def _pusher(
-    client: TestClient, context: JobContext, worker: int, refusals: list[str]
+    client: ServiceClient, context: JobContext, worker: int, refusals: list[str]
 ) -> None:
     rng = random.Random(worker)
     for round_ in range(ROUNDS):
@@ -135,7 +137,7 @@ async def _gc_loop(context: JobContext, stop: asyncio.Event) -> int:
     return runs
 
 
-async def _assert_everything_pulls(client: TestClient, db: asyncpg.Connection) -> int:
+async def _assert_everything_pulls(client: ServiceClient, db: asyncpg.Connection) -> int:
     manifests = await db.fetch("SELECT repository, digest FROM manifests")
     for row in manifests:
         response = await client.get(f"/v2/{row['repository']}/manifests/{row['digest']}")
@@ -151,7 +153,7 @@ async def _assert_everything_pulls(client: TestClient, db: asyncpg.Connection) -
 
 
 async def test_gc_racing_pushes_mounts_and_deletes_loses_nothing(
-    registry_client: TestClient, make_job_context: Any, db: asyncpg.Connection
+    registry_client: ServiceClient, make_job_context: Any, db: asyncpg.Connection
 ) -> None:
     context: JobContext = make_job_context(
         gc_grace_period=timedelta(seconds=30), upload_expiry=timedelta(hours=1)

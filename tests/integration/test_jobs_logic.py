@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
-from aiohttp.test_utils import TestClient
 
 from registry_common.db import blobs as blob_rows
 from registry_common.jobs import catalog
@@ -22,6 +21,7 @@ from registry_common.registry.blob_store import delete_unlinked_objects
 from registry_common.storage.base import ObjectStore, StorageUnavailable
 from registry_common.storage.layout import blob_key
 from tests.fixtures.distribution import OCI_INDEX, RegistryClient, make_image, sha256
+from tests.fixtures.services import ServiceClient
 
 NAME = "proj/app"
 OLD = "now() - interval '2 days'"
@@ -107,6 +107,7 @@ async def test_index_fills_missing_bytes_from_the_old_layout(
     await job_context.store.write(f"{NAME}/manifests/{image.digest}", body())
     await run_job(job_context, JobName.INDEX_MANIFESTS)
     row = await db.fetchrow("SELECT content, media_type FROM manifests")
+    assert row is not None
     assert row["content"] == image.manifest
     assert row["media_type"] == image.media_type
     assert await db.fetchval("SELECT count(*) FROM manifest_blobs") == 3
@@ -271,7 +272,7 @@ async def test_deleting_given_digests_ignores_age_but_not_links(
 
 
 async def test_expired_upload_sessions_and_their_data_are_removed(
-    registry_client: TestClient, db: asyncpg.Connection, job_context: JobContext
+    registry_client: ServiceClient, db: asyncpg.Connection, job_context: JobContext
 ) -> None:
     stale = (await registry_client.post(f"/v2/{NAME}/blobs/uploads/")).headers["Location"]
     await registry_client.patch(stale, data=b"abandoned", headers={"Content-Range": "0-8"})

@@ -7,7 +7,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 from prometheus_client import REGISTRY
 
 from registry_common.jobs.base import JobName
@@ -17,6 +16,7 @@ from registry_jobs.app import create_app
 from registry_jobs.runs import JobInterrupted, JobRuns, JobsClosing, job_context
 from registry_jobs.timer_trigger import timer_enabled
 from tests.fixtures.jobs import STEPS, JobSteps
+from tests.fixtures.services import ServiceClient
 
 SECRET = "internal-secret-0123456789"
 AUTHORIZED = {"Authorization": f"Bearer {SECRET}"}
@@ -24,16 +24,18 @@ WAIT_LONG = 20.0
 
 
 @pytest.fixture
-async def jobs_client(aiohttp_client: Any, make_settings: Any, job_steps: JobSteps) -> TestClient:
+async def jobs_client(
+    aiohttp_client: Any, make_settings: Any, job_steps: JobSteps
+) -> ServiceClient:
     """The jobs service with INTERNAL_SECRET set and the stand-in steps; no timer."""
     settings = make_settings(internal_secret=SECRET, jobs_interval=0)
-    client: TestClient = await aiohttp_client(create_app(settings))
+    client: ServiceClient = await aiohttp_client(create_app(settings))
     return client
 
 
 @pytest.mark.parametrize("job", [*STEPS])
 async def test_each_job_runs_alone_and_answers_204(
-    jobs_client: TestClient, job_steps: JobSteps, job: JobName
+    jobs_client: ServiceClient, job_steps: JobSteps, job: JobName
 ) -> None:
     response = await jobs_client.post(f"/internal/{job.value}", headers=AUTHORIZED)
     assert response.status == 204, await response.text()
@@ -41,7 +43,7 @@ async def test_each_job_runs_alone_and_answers_204(
 
 
 async def test_run_all_runs_the_three_jobs_in_order(
-    jobs_client: TestClient, job_steps: JobSteps
+    jobs_client: ServiceClient, job_steps: JobSteps
 ) -> None:
     response = await jobs_client.post("/internal/runAll", headers=AUTHORIZED)
     assert response.status == 204, await response.text()
@@ -49,7 +51,7 @@ async def test_run_all_runs_the_three_jobs_in_order(
 
 
 async def test_run_all_stops_at_the_first_failing_step_and_answers_500(
-    jobs_client: TestClient, job_steps: JobSteps
+    jobs_client: ServiceClient, job_steps: JobSteps
 ) -> None:
     job_steps.fail(JobName.RUN_BLOB_GC)
     response = await jobs_client.post("/internal/runAll", headers=AUTHORIZED)
@@ -59,7 +61,7 @@ async def test_run_all_stops_at_the_first_failing_step_and_answers_500(
 
 
 async def test_failing_job_answers_500_naming_it(
-    jobs_client: TestClient, job_steps: JobSteps
+    jobs_client: ServiceClient, job_steps: JobSteps
 ) -> None:
     job_steps.fail(JobName.CALCULATE_PROJECT_STORAGE)
     response = await jobs_client.post("/internal/calculateProjectStorage", headers=AUTHORIZED)
@@ -72,7 +74,7 @@ async def test_failing_job_answers_500_naming_it(
 
 @pytest.mark.parametrize("second", [JobName.INDEX_MANIFESTS, JobName.RUN_ALL])
 async def test_trigger_while_the_job_runs_answers_202_already_running(
-    jobs_client: TestClient, job_steps: JobSteps, second: JobName
+    jobs_client: ServiceClient, job_steps: JobSteps, second: JobName
 ) -> None:
     release = job_steps.hold(JobName.INDEX_MANIFESTS)
     first = asyncio.create_task(jobs_client.post("/internal/runAll", headers=AUTHORIZED))
@@ -99,7 +101,7 @@ async def test_trigger_while_the_job_runs_answers_202_already_running(
     ids=["missing", "wrong", "longer", "basic-scheme", "no-scheme"],
 )
 async def test_wrong_or_missing_bearer_answers_401_and_runs_nothing(
-    jobs_client: TestClient, job_steps: JobSteps, headers: dict[str, str]
+    jobs_client: ServiceClient, job_steps: JobSteps, headers: dict[str, str]
 ) -> None:
     response = await jobs_client.post("/internal/runAll", headers=headers)
     assert response.status == 401
@@ -108,7 +110,7 @@ async def test_wrong_or_missing_bearer_answers_401_and_runs_nothing(
 
 
 async def test_bearer_scheme_is_case_insensitive(
-    jobs_client: TestClient, job_steps: JobSteps
+    jobs_client: ServiceClient, job_steps: JobSteps
 ) -> None:
     response = await jobs_client.post(
         "/internal/runBlobGC", headers={"Authorization": f"bearer {SECRET}"}
@@ -125,7 +127,7 @@ async def test_unset_secret_skips_the_check(
     assert job_steps.runs == [JobName.RUN_BLOB_GC]
 
 
-async def test_unknown_job_answers_404(jobs_client: TestClient, job_steps: JobSteps) -> None:
+async def test_unknown_job_answers_404(jobs_client: ServiceClient, job_steps: JobSteps) -> None:
     response = await jobs_client.post("/internal/deleteEverything", headers=AUTHORIZED)
     assert response.status == 404
     assert await response.json() == {"error": "unknown job", "job": "deleteEverything"}
@@ -134,7 +136,7 @@ async def test_unknown_job_answers_404(jobs_client: TestClient, job_steps: JobSt
     assert job_steps.runs == []
 
 
-async def test_get_is_not_a_trigger(jobs_client: TestClient, job_steps: JobSteps) -> None:
+async def test_get_is_not_a_trigger(jobs_client: ServiceClient, job_steps: JobSteps) -> None:
     response = await jobs_client.get("/internal/runAll", headers=AUTHORIZED)
     assert response.status == 405
     assert job_steps.runs == []
@@ -154,7 +156,7 @@ async def test_unreachable_database_answers_503(
 
 
 async def test_job_runs_show_in_the_metrics(
-    aiohttp_client: Any, jobs_client: TestClient, job_steps: JobSteps
+    aiohttp_client: Any, jobs_client: ServiceClient, job_steps: JobSteps
 ) -> None:
     def successes() -> float:
         labels = {"job": "runBlobGC", "outcome": "success"}

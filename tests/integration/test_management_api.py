@@ -16,12 +16,11 @@ from typing import Any
 import asyncpg
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
 
 from registry_common.db import project_storage as project_storage_rows
 from registry_common.db import repositories as repository_rows
 from registry_common.http import OBJECT_STORE
-from registry_common.registry import repository_store
+from registry_common.registry import blob_store, repository_store
 from registry_common.storage.base import ObjectStore
 from registry_common.storage.layout import blob_key, upload_prefix
 from registry_management.api import BACKGROUND_TASKS
@@ -30,6 +29,7 @@ from tests.fakes.deploys_api import FakeDeploysApi
 from tests.fixtures.auth import ALICE, ALICE_API_TOKEN, ALPHA, BETA, BOB, CAROL, UNPAID
 from tests.fixtures.distribution import Image, RegistryClient, make_image, make_index, sha256
 from tests.fixtures.management import ApiReply, ManagementClient
+from tests.fixtures.services import ServiceClient
 from tests.fixtures.storage import STORAGE_BACKENDS
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
@@ -105,12 +105,12 @@ async def alpha_and_beta(registry: RegistryClient) -> Pushed:
     return images
 
 
-def store_of(client: TestClient) -> ObjectStore:
+def store_of(client: ServiceClient) -> ObjectStore:
     return client.app[OBJECT_STORE]
 
 
 async def post_raw(
-    client: TestClient, path: str, data: bytes, content_type: str = "application/json"
+    client: ServiceClient, path: str, data: bytes, content_type: str = "application/json"
 ) -> tuple[int, dict[str, Any]]:
     response = await client.post(path, data=data, headers={"Content-Type": content_type})
     assert response.content_type == "application/json"
@@ -120,7 +120,9 @@ async def post_raw(
 # --- The envelope and request errors ---
 
 
-async def test_wrong_method_is_405_with_the_error_envelope(management_client: TestClient) -> None:
+async def test_wrong_method_is_405_with_the_error_envelope(
+    management_client: ServiceClient,
+) -> None:
     response = await management_client.get("/api/list")
     assert response.status == 405
     assert await response.json() == {"ok": False, "error": {"message": "method not allowed"}}
@@ -128,7 +130,7 @@ async def test_wrong_method_is_405_with_the_error_envelope(management_client: Te
 
 
 async def test_unknown_method_is_404_with_the_error_envelope(
-    management_client: TestClient,
+    management_client: ServiceClient,
 ) -> None:
     status, body = await post_raw(management_client, "/api/nothing", b"{}")
     assert (status, body) == (404, {"ok": False, "error": {"message": "not found"}})
@@ -136,7 +138,7 @@ async def test_unknown_method_is_404_with_the_error_envelope(
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", ""])
 async def test_non_json_content_type_is_415(
-    management_client: TestClient, content_type: str
+    management_client: ServiceClient, content_type: str
 ) -> None:
     status, body = await post_raw(
         management_client, "/api/list", b'{"project": "alpha"}', content_type
@@ -146,14 +148,14 @@ async def test_non_json_content_type_is_415(
 
 
 @pytest.mark.parametrize("data", [b"", b"{", b'{"project": }', b"\xff\xfe{", b"[" * 100_000])
-async def test_malformed_json_is_400(management_client: TestClient, data: bytes) -> None:
+async def test_malformed_json_is_400(management_client: ServiceClient, data: bytes) -> None:
     status, body = await post_raw(management_client, "/api/list", data)
     assert (status, body) == (400, {"ok": False, "error": {"message": "malformed json"}})
 
 
 @pytest.mark.parametrize("data", [b"[]", b'"alpha"', b"null", b"42"])
 async def test_json_that_is_not_an_object_is_400(
-    management_client: TestClient, data: bytes
+    management_client: ServiceClient, data: bytes
 ) -> None:
     status, body = await post_raw(management_client, "/api/list", data)
     assert status == 400
@@ -169,7 +171,7 @@ async def test_field_of_another_type_than_string_is_400(
     assert reply.error.startswith("invalid request: repository: ")
 
 
-async def test_body_over_the_size_limit_is_413(management_client: TestClient) -> None:
+async def test_body_over_the_size_limit_is_413(management_client: ServiceClient) -> None:
     data = json.dumps({"project": "a" * (2 * 1024 * 1024)}).encode()
     status, body = await post_raw(management_client, "/api/list", data)
     assert status == 413
@@ -254,7 +256,7 @@ async def test_list_returns_the_projects_repositories_sorted_without_prefix(
 
 
 async def test_list_of_a_project_without_repositories_is_an_empty_list(
-    management_client: TestClient, pushed: Pushed
+    management_client: ServiceClient, pushed: Pushed
 ) -> None:
     response = await management_client.post("/api/list", json={"project": "empty"})
     assert await response.text() == '{"ok": true, "result": {"items": []}}'
@@ -330,7 +332,7 @@ async def test_get_tags_dates_a_moved_tag_from_its_move(
 
 
 async def test_get_tags_of_a_repository_without_tags_is_an_empty_list(
-    management_client: TestClient, registry: RegistryClient
+    management_client: ServiceClient, registry: RegistryClient
 ) -> None:
     await registry.push_image("alpha/untagged", make_image("untagged"))
     response = await management_client.post(
@@ -364,7 +366,7 @@ async def test_get_manifests_lists_manifests_newest_first(
 
 
 async def test_get_manifests_of_a_repository_with_only_blobs_is_an_empty_list(
-    management_client: TestClient, registry: RegistryClient
+    management_client: ServiceClient, registry: RegistryClient
 ) -> None:
     await registry.push_blob("alpha/blobs-only", b"just a layer")
     response = await management_client.post(
@@ -377,7 +379,7 @@ async def test_get_manifests_of_a_repository_with_only_blobs_is_an_empty_list(
 
 
 async def test_project_storage_is_0_without_updated_at_before_the_job_ran(
-    management_client: TestClient, pushed: Pushed
+    management_client: ServiceClient, pushed: Pushed
 ) -> None:
     response = await management_client.post("/api/getProjectStorage", json={"project": ALPHA})
     assert await response.json() == {"ok": True, "result": {"size": 0}}
@@ -408,7 +410,10 @@ async def test_unknown_repository_is_repository_not_found(
 
 @pytest.mark.parametrize("method", REPOSITORY_METHODS)
 async def test_another_projects_repository_is_not_found_and_untouched(
-    management: ManagementClient, registry_client: TestClient, alpha_and_beta: Pushed, method: str
+    management: ManagementClient,
+    registry_client: ServiceClient,
+    alpha_and_beta: Pushed,
+    method: str,
 ) -> None:
     # beta/tools/cli does not exist, alpha/tools/cli does; beta/app exists, gamma/app not.
     for project, repository in (("beta", "tools/cli"), ("gamma", "app")):
@@ -424,7 +429,7 @@ async def test_another_projects_repository_is_not_found_and_untouched(
 
 async def test_delete_manifest_removes_it_and_its_tags_but_keeps_blobs(
     management: ManagementClient,
-    registry_client: TestClient,
+    registry_client: ServiceClient,
     pushed: Pushed,
     db: asyncpg.Connection,
 ) -> None:
@@ -470,7 +475,7 @@ async def test_delete_manifest_with_a_malformed_digest_is_manifest_not_found(
 
 
 async def test_delete_manifest_of_another_repository_is_manifest_not_found(
-    management: ManagementClient, registry_client: TestClient, pushed: Pushed
+    management: ManagementClient, registry_client: ServiceClient, pushed: Pushed
 ) -> None:
     reply = await management.call(
         "deleteManifest", project=ALPHA, repository="app", digest=pushed.cli.digest
@@ -508,7 +513,7 @@ async def test_delete_manifest_listed_by_an_index_is_refused_clearly(
 
 
 async def test_untag_removes_the_tag_and_keeps_the_manifest(
-    management: ManagementClient, registry_client: TestClient, pushed: Pushed
+    management: ManagementClient, registry_client: ServiceClient, pushed: Pushed
 ) -> None:
     reply = await management.call("untag", project=ALPHA, repository="app", tag="latest")
     assert reply.body == {"ok": True}
@@ -527,7 +532,7 @@ async def test_untag_of_an_unknown_or_malformed_tag_is_tag_not_found(
 
 
 async def test_untag_of_a_tag_of_another_repository_is_tag_not_found(
-    management: ManagementClient, registry_client: TestClient, pushed: Pushed
+    management: ManagementClient, registry_client: ServiceClient, pushed: Pushed
 ) -> None:
     reply = await management.call("untag", project=ALPHA, repository="app", tag="latest")
     assert reply.body == {"ok": True}
@@ -558,7 +563,7 @@ async def repository_rows_left(db: asyncpg.Connection, name: str) -> dict[str, i
     return {table: count for table, count in counts.items() if count}
 
 
-async def start_upload_with_a_chunk(registry_client: TestClient, name: str) -> str:
+async def start_upload_with_a_chunk(registry_client: ServiceClient, name: str) -> str:
     """An upload session of `name` holding one chunk; returns its id."""
     started = await registry_client.post(f"/v2/{name}/blobs/uploads/")
     assert started.status == 202
@@ -585,8 +590,8 @@ async def assert_repository_gone(
 @each_storage_backend
 async def test_delete_removes_the_repository_and_everything_in_it(
     management: ManagementClient,
-    management_client: TestClient,
-    registry_client: TestClient,
+    management_client: ServiceClient,
+    registry_client: ServiceClient,
     pushed: Pushed,
     db: asyncpg.Connection,
 ) -> None:
@@ -619,7 +624,7 @@ async def test_delete_removes_the_repository_and_everything_in_it(
 @each_storage_backend
 async def test_delete_keeps_blobs_another_project_uses_and_its_pulls_work_byte_for_byte(
     management: ManagementClient,
-    management_client: TestClient,
+    management_client: ServiceClient,
     registry: RegistryClient,
     db: asyncpg.Connection,
 ) -> None:
@@ -669,7 +674,7 @@ async def test_delete_finishes_after_the_client_disconnects(
     holding = asyncio.Event()
     release = asyncio.Event()
     handler_cancelled = asyncio.Event()
-    real_delete_objects = repository_store.delete_unlinked_objects
+    real_delete_objects = blob_store.delete_unlinked_objects
 
     async def held_delete_objects(*args: Any, **kwargs: Any) -> Any:
         holding.set()
@@ -681,10 +686,11 @@ async def test_delete_finishes_after_the_client_disconnects(
     @web.middleware
     async def observe_cancellation(request: web.Request, handler: Any) -> web.StreamResponse:
         try:
-            return await handler(request)
+            response: web.StreamResponse = await handler(request)
         except asyncio.CancelledError:
             handler_cancelled.set()
             raise
+        return response
 
     app = create_app(make_settings(**storage_overrides))
     app.middlewares.append(observe_cancellation)
@@ -698,7 +704,8 @@ async def test_delete_finishes_after_the_client_disconnects(
     call.cancel()  # the client gives up: its connection closes
     await asyncio.gather(call, return_exceptions=True)
     await handler_cancelled.wait()
-    running = set(app[BACKGROUND_TASKS])
+    tasks = app[BACKGROUND_TASKS]
+    running = set(tasks)
     assert len(running) == 1
     release.set()
     await asyncio.gather(*running)
@@ -724,7 +731,7 @@ class SlowPull:
         self.body = b""
 
     @classmethod
-    async def start(cls, client: TestClient, path: str) -> SlowPull:
+    async def start(cls, client: ServiceClient, path: str) -> SlowPull:
         """Send the request and read the status line and headers."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, cls.RECEIVE_BUFFER)
@@ -802,7 +809,7 @@ async def call_for(management: ManagementClient, method: str, project: str) -> A
 @pytest.mark.parametrize("method", METHODS)
 async def test_caller_of_another_project_is_forbidden(
     deploys_management: ManagementClient,
-    registry_client: TestClient,
+    registry_client: ServiceClient,
     alpha_and_beta: Pushed,
     method: str,
 ) -> None:
@@ -847,7 +854,7 @@ async def test_pull_only_member_may_read(
 @pytest.mark.parametrize("method", WRITE_METHODS)
 async def test_pull_only_member_may_not_delete(
     deploys_management: ManagementClient,
-    registry_client: TestClient,
+    registry_client: ServiceClient,
     alpha_and_beta: Pushed,
     method: str,
 ) -> None:
@@ -931,7 +938,7 @@ async def test_malformed_project_is_forbidden_without_asking_the_deploys_api(
 # --- OpenAPI ---
 
 
-async def test_openapi_document_describes_every_method(management_client: TestClient) -> None:
+async def test_openapi_document_describes_every_method(management_client: ServiceClient) -> None:
     response = await management_client.get("/api/openapi.json")
     assert response.status == 200
     document = await response.json()

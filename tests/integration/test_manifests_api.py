@@ -8,7 +8,6 @@ import json
 from typing import Any
 
 import asyncpg
-from aiohttp.test_utils import TestClient
 
 from registry_common.oci.manifests import MAX_MANIFEST_SIZE
 from tests.fixtures.distribution import (
@@ -24,6 +23,7 @@ from tests.fixtures.distribution import (
     make_index,
     sha256,
 )
+from tests.fixtures.services import ServiceClient
 
 NAME = "proj/app"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -31,7 +31,7 @@ DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+jso
 
 
 async def put(
-    client: TestClient, reference: str, body: bytes, content_type: str = OCI_MANIFEST
+    client: ServiceClient, reference: str, body: bytes, content_type: str = OCI_MANIFEST
 ) -> Any:
     return await client.put(
         f"/v2/{NAME}/manifests/{reference}", data=body, headers={"Content-Type": content_type}
@@ -66,7 +66,7 @@ NOTHING = {"manifests": 0, "tags": 0, "manifest_blobs": 0, "manifest_children": 
 
 
 async def test_push_by_tag_answers_201_with_location_and_digest(
-    registry: RegistryClient, registry_client: TestClient, db: asyncpg.Connection
+    registry: RegistryClient, registry_client: ServiceClient, db: asyncpg.Connection
 ) -> None:
     image = make_image("push")
     await push_blobs(registry, image)
@@ -84,7 +84,7 @@ async def test_push_by_tag_answers_201_with_location_and_digest(
 
 
 async def test_pull_by_tag_and_digest_serves_the_exact_bytes_and_headers(
-    registry: RegistryClient, registry_client: TestClient
+    registry: RegistryClient, registry_client: ServiceClient
 ) -> None:
     image = make_image("pull")
     # Unusual spacing and key order must survive byte for byte.
@@ -102,7 +102,7 @@ async def test_pull_by_tag_and_digest_serves_the_exact_bytes_and_headers(
 
 
 async def test_digest_pulls_are_cacheable_and_tag_pulls_are_revalidated(
-    registry: RegistryClient, registry_client: TestClient
+    registry: RegistryClient, registry_client: ServiceClient
 ) -> None:
     image = make_image("cache")
     await registry.push_image(NAME, image, "v1")
@@ -114,7 +114,7 @@ async def test_digest_pulls_are_cacheable_and_tag_pulls_are_revalidated(
 
 
 async def test_head_answers_headers_without_body(
-    registry: RegistryClient, registry_client: TestClient
+    registry: RegistryClient, registry_client: ServiceClient
 ) -> None:
     image = make_image("head")
     await registry.push_image(NAME, image, "v1")
@@ -128,7 +128,7 @@ async def test_head_answers_headers_without_body(
 
 
 async def test_matching_if_none_match_answers_304(
-    registry: RegistryClient, registry_client: TestClient
+    registry: RegistryClient, registry_client: ServiceClient
 ) -> None:
     image = make_image("etag")
     await registry.push_image(NAME, image, "v1")
@@ -144,7 +144,7 @@ async def test_matching_if_none_match_answers_304(
 
 
 async def test_push_by_digest_stores_without_tag(
-    registry: RegistryClient, registry_client: TestClient, db: asyncpg.Connection
+    registry: RegistryClient, registry_client: ServiceClient, db: asyncpg.Connection
 ) -> None:
     image = make_image("by-digest")
     await registry.push_image(NAME, image)
@@ -154,7 +154,7 @@ async def test_push_by_digest_stores_without_tag(
 
 
 async def test_push_by_sha512_digest_is_served_by_that_digest(
-    registry: RegistryClient, registry_client: TestClient
+    registry: RegistryClient, registry_client: ServiceClient
 ) -> None:
     image = make_image("sha512")
     await push_blobs(registry, image)
@@ -167,7 +167,7 @@ async def test_push_by_sha512_digest_is_served_by_that_digest(
 
 
 async def test_pushing_a_tag_again_moves_it(
-    registry: RegistryClient, registry_client: TestClient
+    registry: RegistryClient, registry_client: ServiceClient
 ) -> None:
     first, second = make_image("first"), make_image("second")
     await registry.push_image(NAME, first, "latest")
@@ -193,7 +193,7 @@ async def test_pushing_the_same_manifest_twice_keeps_one_row(
 
 
 async def test_docker_schema2_manifest_and_list_keep_their_media_types(
-    registry: RegistryClient, registry_client: TestClient
+    registry: RegistryClient, registry_client: ServiceClient
 ) -> None:
     config = b'{"architecture": "amd64", "os": "linux"}'
     layer = b"docker layer bytes"
@@ -229,7 +229,7 @@ async def test_docker_schema2_manifest_and_list_keep_their_media_types(
 
 
 async def test_index_of_pushed_manifests_is_stored_with_child_links(
-    registry: RegistryClient, registry_client: TestClient, db: asyncpg.Connection
+    registry: RegistryClient, registry_client: ServiceClient, db: asyncpg.Connection
 ) -> None:
     children = [make_image("amd64"), make_image("arm64")]
     for child in children:
@@ -248,7 +248,7 @@ async def test_index_of_pushed_manifests_is_stored_with_child_links(
 
 
 async def test_empty_index_creates_its_repository(
-    registry: RegistryClient, registry_client: TestClient
+    registry: RegistryClient, registry_client: ServiceClient
 ) -> None:
     await registry.push_image("proj/fresh", make_index([]), "empty")
     response = await registry_client.get("/v2/proj/fresh/manifests/empty")
@@ -256,7 +256,7 @@ async def test_empty_index_creates_its_repository(
 
 
 async def test_artifact_with_subject_answers_oci_subject(
-    registry: RegistryClient, registry_client: TestClient, db: asyncpg.Connection
+    registry: RegistryClient, registry_client: ServiceClient, db: asyncpg.Connection
 ) -> None:
     image = make_image("subject")
     await registry.push_image(NAME, image, "v1")
@@ -270,11 +270,12 @@ async def test_artifact_with_subject_answers_oci_subject(
         NAME,
         artifact.digest,
     )
+    assert row is not None
     assert dict(row) == {"subject": image.digest, "artifact_type": "application/vnd.example.sbom"}
 
 
 async def test_subject_need_not_exist(
-    registry: RegistryClient, registry_client: TestClient
+    registry: RegistryClient, registry_client: ServiceClient
 ) -> None:
     absent = make_image("never-pushed")
     artifact = make_artifact("signature", "application/vnd.example.sig", subject=absent)
@@ -285,7 +286,7 @@ async def test_subject_need_not_exist(
 
 
 async def test_foreign_layer_with_urls_need_not_be_pushed(
-    registry: RegistryClient, registry_client: TestClient
+    registry: RegistryClient, registry_client: ServiceClient
 ) -> None:
     config = b'{"os": "windows"}'
     await registry.push_blob(NAME, config)
@@ -310,7 +311,7 @@ async def test_foreign_layer_with_urls_need_not_be_pushed(
 
 
 async def test_unlinked_blob_is_manifest_blob_unknown_and_nothing_is_stored(
-    registry: RegistryClient, registry_client: TestClient, db: asyncpg.Connection
+    registry: RegistryClient, registry_client: ServiceClient, db: asyncpg.Connection
 ) -> None:
     image = make_image("missing-layer")
     config, first_layer, second_layer = image.blobs.values()
@@ -323,7 +324,7 @@ async def test_unlinked_blob_is_manifest_blob_unknown_and_nothing_is_stored(
 
 
 async def test_blob_linked_only_in_another_repository_is_manifest_blob_unknown(
-    registry: RegistryClient, registry_client: TestClient, db: asyncpg.Connection
+    registry: RegistryClient, registry_client: ServiceClient, db: asyncpg.Connection
 ) -> None:
     image = make_image("elsewhere")
     await push_blobs(registry, image, name="other/app")
@@ -333,7 +334,7 @@ async def test_blob_linked_only_in_another_repository_is_manifest_blob_unknown(
 
 
 async def test_descriptor_size_differing_from_the_blob_is_manifest_invalid(
-    registry: RegistryClient, registry_client: TestClient, db: asyncpg.Connection
+    registry: RegistryClient, registry_client: ServiceClient, db: asyncpg.Connection
 ) -> None:
     image = make_image("wrong-size")
     await push_blobs(registry, image)
@@ -345,7 +346,7 @@ async def test_descriptor_size_differing_from_the_blob_is_manifest_invalid(
 
 
 async def test_index_with_unknown_child_is_manifest_unknown_and_nothing_is_stored(
-    registry: RegistryClient, registry_client: TestClient, db: asyncpg.Connection
+    registry: RegistryClient, registry_client: ServiceClient, db: asyncpg.Connection
 ) -> None:
     pushed, absent = make_image("pushed"), make_image("absent")
     await registry.push_image(NAME, pushed)
@@ -357,7 +358,7 @@ async def test_index_with_unknown_child_is_manifest_unknown_and_nothing_is_store
 
 
 async def test_index_child_in_another_repository_is_manifest_unknown(
-    registry: RegistryClient, registry_client: TestClient
+    registry: RegistryClient, registry_client: ServiceClient
 ) -> None:
     child = make_image("other-repo-child")
     await registry.push_image("other/app", child)
@@ -366,7 +367,7 @@ async def test_index_child_in_another_repository_is_manifest_unknown(
 
 
 async def test_digest_reference_not_matching_the_body_is_digest_invalid(
-    registry: RegistryClient, registry_client: TestClient, db: asyncpg.Connection
+    registry: RegistryClient, registry_client: ServiceClient, db: asyncpg.Connection
 ) -> None:
     image = make_image("mismatch")
     await push_blobs(registry, image)
@@ -376,7 +377,7 @@ async def test_digest_reference_not_matching_the_body_is_digest_invalid(
 
 
 async def test_manifest_over_4_mib_is_413_manifest_invalid(
-    registry: RegistryClient, registry_client: TestClient, db: asyncpg.Connection
+    registry: RegistryClient, registry_client: ServiceClient, db: asyncpg.Connection
 ) -> None:
     image = make_image("huge")
     await push_blobs(registry, image)
@@ -388,7 +389,7 @@ async def test_manifest_over_4_mib_is_413_manifest_invalid(
 
 
 async def test_chunked_manifest_over_4_mib_is_413_manifest_invalid(
-    registry_client: TestClient, db: asyncpg.Connection
+    registry_client: ServiceClient, db: asyncpg.Connection
 ) -> None:
     async def body() -> Any:
         for _ in range(5):
@@ -402,7 +403,7 @@ async def test_chunked_manifest_over_4_mib_is_413_manifest_invalid(
 
 
 async def test_manifest_of_exactly_4_mib_is_accepted(
-    registry: RegistryClient, registry_client: TestClient
+    registry: RegistryClient, registry_client: ServiceClient
 ) -> None:
     image = make_image("limit")
     await push_blobs(registry, image)
@@ -418,7 +419,7 @@ async def test_manifest_of_exactly_4_mib_is_accepted(
 
 
 async def test_content_type_differing_from_media_type_is_manifest_invalid(
-    registry: RegistryClient, registry_client: TestClient, db: asyncpg.Connection
+    registry: RegistryClient, registry_client: ServiceClient, db: asyncpg.Connection
 ) -> None:
     image = make_image("confused")
     await push_blobs(registry, image)
@@ -429,7 +430,7 @@ async def test_content_type_differing_from_media_type_is_manifest_invalid(
 
 
 async def test_document_with_manifests_and_layers_is_manifest_invalid(
-    registry: RegistryClient, registry_client: TestClient, db: asyncpg.Connection
+    registry: RegistryClient, registry_client: ServiceClient, db: asyncpg.Connection
 ) -> None:
     child = make_image("child")
     await registry.push_image(NAME, child)
@@ -445,7 +446,7 @@ async def test_document_with_manifests_and_layers_is_manifest_invalid(
 
 
 async def test_docker_schema1_is_refused_clearly(
-    registry_client: TestClient, db: asyncpg.Connection
+    registry_client: ServiceClient, db: asyncpg.Connection
 ) -> None:
     body = json.dumps({"schemaVersion": 1, "name": NAME, "tag": "v1", "fsLayers": []}).encode()
     response = await put(
@@ -457,7 +458,7 @@ async def test_docker_schema1_is_refused_clearly(
 
 
 async def test_malformed_json_and_descriptors_are_manifest_invalid(
-    registry_client: TestClient, db: asyncpg.Connection
+    registry_client: ServiceClient, db: asyncpg.Connection
 ) -> None:
     bad_digest = {
         "schemaVersion": 2,
@@ -472,7 +473,7 @@ async def test_malformed_json_and_descriptors_are_manifest_invalid(
 
 
 async def test_missing_content_type_is_manifest_invalid(
-    registry: RegistryClient, registry_client: TestClient
+    registry: RegistryClient, registry_client: ServiceClient
 ) -> None:
     image = make_image("no-type")
     await push_blobs(registry, image)
@@ -484,7 +485,9 @@ async def test_missing_content_type_is_manifest_invalid(
     await assert_oci_error(response, 400, "MANIFEST_INVALID")
 
 
-async def test_invalid_references_are_refused_on_every_method(registry_client: TestClient) -> None:
+async def test_invalid_references_are_refused_on_every_method(
+    registry_client: ServiceClient,
+) -> None:
     body = make_image("ref").manifest
     for reference, code in (("-bad-tag", "MANIFEST_INVALID"), ("sha256:ABC", "DIGEST_INVALID")):
         url = f"/v2/{NAME}/manifests/{reference}"
@@ -498,7 +501,7 @@ async def test_invalid_references_are_refused_on_every_method(registry_client: T
 # Unknown manifests
 
 
-async def test_unknown_repository_is_name_unknown(registry_client: TestClient) -> None:
+async def test_unknown_repository_is_name_unknown(registry_client: ServiceClient) -> None:
     for reference in ("latest", sha256(b"x")):
         response = await registry_client.get(f"/v2/proj/nothing/manifests/{reference}")
         await assert_oci_error(response, 404, "NAME_UNKNOWN")
@@ -508,7 +511,7 @@ async def test_unknown_repository_is_name_unknown(registry_client: TestClient) -
 
 
 async def test_unknown_tag_or_digest_in_a_known_repository_is_manifest_unknown(
-    registry: RegistryClient, registry_client: TestClient
+    registry: RegistryClient, registry_client: ServiceClient
 ) -> None:
     await registry.push_image(NAME, make_image("known"), "v1")
     for reference in ("v2", sha256(b"unknown")):
@@ -517,7 +520,7 @@ async def test_unknown_tag_or_digest_in_a_known_repository_is_manifest_unknown(
 
 
 async def test_manifest_of_another_repository_is_not_served(
-    registry: RegistryClient, registry_client: TestClient
+    registry: RegistryClient, registry_client: ServiceClient
 ) -> None:
     image = make_image("private")
     await registry.push_image("other/app", image, "v1")
@@ -530,7 +533,7 @@ async def test_manifest_of_another_repository_is_not_served(
 
 
 async def test_delete_by_digest_removes_manifest_tags_and_references_but_keeps_blobs(
-    registry: RegistryClient, registry_client: TestClient, db: asyncpg.Connection
+    registry: RegistryClient, registry_client: ServiceClient, db: asyncpg.Connection
 ) -> None:
     image = make_image("delete")
     await registry.push_image(NAME, image, "v1")
@@ -547,7 +550,7 @@ async def test_delete_by_digest_removes_manifest_tags_and_references_but_keeps_b
 
 
 async def test_delete_by_tag_removes_only_the_tag(
-    registry: RegistryClient, registry_client: TestClient, db: asyncpg.Connection
+    registry: RegistryClient, registry_client: ServiceClient, db: asyncpg.Connection
 ) -> None:
     image = make_image("untag")
     await registry.push_image(NAME, image, "v1")
@@ -563,7 +566,7 @@ async def test_delete_by_tag_removes_only_the_tag(
 
 
 async def test_delete_of_unknown_manifest_or_tag_is_404(
-    registry: RegistryClient, registry_client: TestClient
+    registry: RegistryClient, registry_client: ServiceClient
 ) -> None:
     await registry.push_image(NAME, make_image("present"), "v1")
     for reference in ("absent", sha256(b"absent")):
@@ -574,7 +577,7 @@ async def test_delete_of_unknown_manifest_or_tag_is_404(
 
 
 async def test_delete_of_a_manifest_listed_by_an_index_is_refused_until_the_index_goes(
-    registry: RegistryClient, registry_client: TestClient
+    registry: RegistryClient, registry_client: ServiceClient
 ) -> None:
     child = make_image("listed")
     await registry.push_image(NAME, child)
@@ -590,7 +593,7 @@ async def test_delete_of_a_manifest_listed_by_an_index_is_refused_until_the_inde
 
 
 async def test_index_listing_a_child_of_another_repository_does_not_block_its_delete(
-    registry: RegistryClient, registry_client: TestClient
+    registry: RegistryClient, registry_client: ServiceClient
 ) -> None:
     child = make_image("shared")
     await registry.push_image(NAME, child)
@@ -601,7 +604,7 @@ async def test_index_listing_a_child_of_another_repository_does_not_block_its_de
 
 
 async def test_index_push_racing_a_child_delete_never_leaves_the_index_dangling(
-    registry: RegistryClient, registry_client: TestClient, db: asyncpg.Connection
+    registry: RegistryClient, registry_client: ServiceClient, db: asyncpg.Connection
 ) -> None:
     for round_number in range(5):
         child = make_image(f"race-{round_number}")

@@ -87,7 +87,7 @@ async def test_d1_times_are_kept_in_every_format_the_worker_wrote(
     summary = await run_d1_migration(d1_api, db_url)
 
     assert summary.failed == 0, summary.render()
-    times = dict(await db.fetch("SELECT name, created_at FROM repositories"))
+    times = {row[0]: row[1] for row in await db.fetch("SELECT name, created_at FROM repositories")}
     assert times["proj/a"] == datetime(2023, 4, 5, 6, 7, 8, tzinfo=UTC)
     assert times["proj/b"] == datetime.fromtimestamp(1_700_000_000, UTC)
     assert times["proj/c"] >= started  # unreadable: the time of the import
@@ -95,6 +95,7 @@ async def test_d1_times_are_kept_in_every_format_the_worker_wrote(
         2024, 1, 15, 1, 2, 3, tzinfo=UTC
     )
     tag_times = await db.fetchrow("SELECT created_at, updated_at FROM tags")
+    assert tag_times is not None
     assert tuple(tag_times) == (datetime.fromtimestamp(1_710_000_000, UTC),) * 2
     assert await db.fetchval("SELECT size FROM blobs") == 3
 
@@ -235,7 +236,7 @@ async def test_d1_transient_api_errors_are_retried(
     ],
 )
 async def test_d1_refused_queries_stop_the_run(
-    d1_api: FakeD1Api, db_url: str, config: dict[str, str], message: str
+    d1_api: FakeD1Api, db_url: str, config: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(D1Error, match=message):
         await run_d1_migration(d1_api, db_url, **config)
@@ -285,6 +286,7 @@ async def test_d1_index_manifests_fills_bytes_of_imported_manifests_from_the_buc
         await pool.close()
 
     row = await db.fetchrow("SELECT content, media_type, size FROM manifests")
+    assert row is not None
     assert tuple(row) == (manifest, "application/vnd.oci.image.index.v1+json", len(manifest))
 
 

@@ -92,6 +92,7 @@ async def test_r2_blobs_land_once_per_digest_and_manifests_go_to_the_database(
         "SELECT subject, artifact_type, annotations FROM manifests WHERE digest = $1",
         legacy_registry.signature.digest,
     )
+    assert referrer is not None
     assert referrer["subject"] == legacy_registry.children[0].digest
     assert referrer["artifact_type"] == SIGNATURE_TYPE
     assert json.loads(referrer["annotations"]) == {"a": "b"}
@@ -210,7 +211,7 @@ async def test_r2_manifest_media_type_comes_from_content_type_else_from_the_docu
     summary = await run_r2_migration(r2_bucket, migration_pool, filesystem_store)
 
     assert summary.kinds["manifests"] == {Outcome.COPIED: 3}
-    types = dict(await db.fetch("SELECT digest, media_type FROM manifests"))
+    types = {row[0]: row[1] for row in await db.fetch("SELECT digest, media_type FROM manifests")}
     assert types == {
         sha256(index): OCI_INDEX,
         sha256(image.manifest): OCI_MANIFEST,

@@ -7,7 +7,6 @@ import asyncio
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 from google.api_core.exceptions import NotFound
 
 from registry_common.jobs.base import JobName
@@ -21,6 +20,7 @@ from tests.fixtures.jobs import (
     PubSubTopic,
     wait_while_subscribed,
 )
+from tests.fixtures.services import ServiceClient
 
 # -- which job a message names ----------------------------------------------------------------
 
@@ -83,9 +83,9 @@ def test_message_naming_no_known_job_is_rejected(data: bytes, attributes: dict[s
 async def start_jobs_on(aiohttp_client: Any, make_settings: Any, job_steps: JobSteps) -> Any:
     """Start the jobs service pulling a topic's subscription (stand-in steps, no timer)."""
 
-    async def start(topic: PubSubTopic, **overrides: Any) -> TestClient:
+    async def start(topic: PubSubTopic, **overrides: Any) -> ServiceClient:
         settings = make_settings(**{"pubsub_subscription": topic.subscription, **overrides})
-        client: TestClient = await aiohttp_client(create_app(settings))
+        client: ServiceClient = await aiohttp_client(create_app(settings))
         return client
 
     return start

@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from tests.fixtures.distribution import (
     OCI_CONFIG,
@@ -20,6 +19,7 @@ from tests.fixtures.distribution import (
     make_index,
     sha256,
 )
+from tests.fixtures.services import ServiceClient
 
 NAME = "proj/app"
 SBOM = "application/vnd.example.sbom.v1+json"
@@ -27,7 +27,7 @@ SIGNATURE = "application/vnd.example.signature.v1"
 
 
 async def referrers(
-    client: TestClient, subject: str, name: str = NAME, **query: str
+    client: ServiceClient, subject: str, name: str = NAME, **query: str
 ) -> tuple[list[dict[str, Any]], Any]:
     """The descriptors of one page, and the response for its headers."""
     response = await client.get(f"/v2/{name}/referrers/{subject}", params=query)
@@ -52,7 +52,7 @@ async def subject(registry: RegistryClient) -> Image:
 
 
 async def test_subject_without_referrers_has_an_empty_index(
-    subject: Image, registry_client: TestClient
+    subject: Image, registry_client: ServiceClient
 ) -> None:
     descriptors, response = await referrers(registry_client, subject.digest)
     assert descriptors == []
@@ -61,13 +61,13 @@ async def test_subject_without_referrers_has_an_empty_index(
 
 
 async def test_unknown_repository_or_subject_is_an_empty_index_not_404(
-    registry_client: TestClient,
+    registry_client: ServiceClient,
 ) -> None:
     assert (await referrers(registry_client, sha256(b"x"), name="proj/nothing"))[0] == []
 
 
 async def test_referrers_are_described_with_artifact_type_and_annotations(
-    subject: Image, registry: RegistryClient, registry_client: TestClient
+    subject: Image, registry: RegistryClient, registry_client: ServiceClient
 ) -> None:
     sbom = make_artifact(
         "sbom", SBOM, subject=subject, annotations={"org.opencontainers.image.created": "now"}
@@ -110,7 +110,7 @@ async def test_referrers_are_described_with_artifact_type_and_annotations(
 
 
 async def test_referrer_pushed_before_its_subject_is_listed(
-    registry: RegistryClient, registry_client: TestClient
+    registry: RegistryClient, registry_client: ServiceClient
 ) -> None:
     later = make_image("pushed-later")
     signature = make_artifact("early", SIGNATURE, subject=later)
@@ -120,7 +120,7 @@ async def test_referrer_pushed_before_its_subject_is_listed(
 
 
 async def test_annotations_with_nul_and_lone_surrogate_escapes_round_trip(
-    subject: Image, registry: RegistryClient, registry_client: TestClient
+    subject: Image, registry: RegistryClient, registry_client: ServiceClient
 ) -> None:
     awkward = {"nul": "a\u0000b", "surrogate": "\ud800", "emoji": "\U0001f600"}
     artifact = make_artifact("awkward", SBOM, subject=subject, annotations=awkward)
@@ -130,7 +130,7 @@ async def test_annotations_with_nul_and_lone_surrogate_escapes_round_trip(
 
 
 async def test_artifact_type_filter_is_applied_and_announced(
-    subject: Image, registry: RegistryClient, registry_client: TestClient
+    subject: Image, registry: RegistryClient, registry_client: ServiceClient
 ) -> None:
     sbom = make_artifact("sbom", SBOM, subject=subject)
     signature = make_artifact("sig", SIGNATURE, subject=subject)
@@ -147,7 +147,7 @@ async def test_artifact_type_filter_is_applied_and_announced(
 
 
 async def test_n_pages_the_referrers_with_link(
-    subject: Image, registry: RegistryClient, registry_client: TestClient
+    subject: Image, registry: RegistryClient, registry_client: ServiceClient
 ) -> None:
     artifacts = [make_artifact(f"sig-{i}", SIGNATURE, subject=subject) for i in range(5)]
     for artifact in artifacts:
@@ -171,7 +171,7 @@ async def test_n_pages_the_referrers_with_link(
 
 
 async def test_last_continues_after_the_given_digest(
-    subject: Image, registry: RegistryClient, registry_client: TestClient
+    subject: Image, registry: RegistryClient, registry_client: ServiceClient
 ) -> None:
     artifacts = [make_artifact(f"sig-{i}", SIGNATURE, subject=subject) for i in range(3)]
     for artifact in artifacts:
@@ -183,7 +183,7 @@ async def test_last_continues_after_the_given_digest(
 
 
 async def test_large_annotations_shorten_the_page(
-    subject: Image, registry: RegistryClient, registry_client: TestClient
+    subject: Image, registry: RegistryClient, registry_client: ServiceClient
 ) -> None:
     padding = "x" * (3 * 1024 * 1024)
     artifacts = [
@@ -199,7 +199,7 @@ async def test_large_annotations_shorten_the_page(
 
 
 async def test_n_zero_is_an_empty_index(
-    subject: Image, registry: RegistryClient, registry_client: TestClient
+    subject: Image, registry: RegistryClient, registry_client: ServiceClient
 ) -> None:
     await registry.push_image(NAME, make_artifact("sig", SIGNATURE, subject=subject))
     descriptors, response = await referrers(registry_client, subject.digest, n="0")
@@ -208,14 +208,14 @@ async def test_n_zero_is_an_empty_index(
 
 
 async def test_referrers_of_another_repository_are_not_listed(
-    subject: Image, registry: RegistryClient, registry_client: TestClient
+    subject: Image, registry: RegistryClient, registry_client: ServiceClient
 ) -> None:
     await registry.push_image("other/app", make_artifact("foreign", SIGNATURE, subject=subject))
     assert (await referrers(registry_client, subject.digest))[0] == []
 
 
 async def test_deleted_referrer_is_no_longer_listed(
-    subject: Image, registry: RegistryClient, registry_client: TestClient
+    subject: Image, registry: RegistryClient, registry_client: ServiceClient
 ) -> None:
     signature = make_artifact("sig", SIGNATURE, subject=subject)
     await registry.push_image(NAME, signature)
@@ -229,7 +229,7 @@ async def test_deleted_referrer_is_no_longer_listed(
     ["sha256:" + "A" * 64, "sha256:abc", "md5:" + "a" * 32, "latest", "sha256:" + "a" * 65],
 )
 async def test_malformed_digest_is_400_digest_invalid(
-    registry_client: TestClient, digest: str
+    registry_client: ServiceClient, digest: str
 ) -> None:
     response = await registry_client.get(f"/v2/{NAME}/referrers/{digest}")
     await assert_oci_error(response, 400, "DIGEST_INVALID")
@@ -247,7 +247,7 @@ async def test_malformed_digest_is_400_digest_invalid(
     ids=json.dumps,
 )
 async def test_invalid_query_parameters_are_400(
-    registry_client: TestClient, query: dict[str, str], status: int, code: str
+    registry_client: ServiceClient, query: dict[str, str], status: int, code: str
 ) -> None:
     response = await registry_client.get(f"/v2/{NAME}/referrers/{sha256(b'x')}", params=query)
     await assert_oci_error(response, status, code)

@@ -8,6 +8,7 @@ import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,7 +40,7 @@ async def stream(data: bytes, chunk_size: int = 64 * 1024) -> AsyncIterator[byte
         yield data[start : start + chunk_size]
 
 
-async def read_bytes(store: ObjectStore, key: str, **kwargs: int | None) -> bytes:
+async def read_bytes(store: ObjectStore, key: str, **kwargs: Any) -> bytes:
     return b"".join([chunk async for chunk in store.read(key, **kwargs)])
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncpg
 import pytest
-from aiohttp.test_utils import TestClient
 
 from registry_distribution.pages import MAX_PAGE_SIZE
 from tests.fixtures.distribution import RegistryClient, assert_oci_error, make_image
+from tests.fixtures.services import ServiceClient
 
 NAME = "proj/app"
 # Byte order: digits, then upper case, then `_`, then lower case.
@@ -15,7 +15,7 @@ TAGS = ["v1", "V2", "latest", "1.0", "Latest", "_x", "a", "a.b", "a-b", "a_b", "
 
 
 @pytest.fixture
-async def tagged(registry: RegistryClient, registry_client: TestClient) -> str:
+async def tagged(registry: RegistryClient, registry_client: ServiceClient) -> str:
     """A manifest of NAME carrying every tag of TAGS; its digest."""
     image = make_image("tags")
     await registry.push_image(NAME, image)
@@ -29,7 +29,7 @@ async def tagged(registry: RegistryClient, registry_client: TestClient) -> str:
     return image.digest
 
 
-async def list_tags(client: TestClient, name: str = NAME, **query: str) -> tuple[list[str], str]:
+async def list_tags(client: ServiceClient, name: str = NAME, **query: str) -> tuple[list[str], str]:
     """Tags of one page and its Link header ("" when none)."""
     response = await client.get(f"/v2/{name}/tags/list", params=query)
     assert response.status == 200, await response.text()
@@ -38,14 +38,14 @@ async def list_tags(client: TestClient, name: str = NAME, **query: str) -> tuple
     return body["tags"], response.headers.get("Link", "")
 
 
-async def test_tags_are_listed_in_byte_order(tagged: str, registry_client: TestClient) -> None:
+async def test_tags_are_listed_in_byte_order(tagged: str, registry_client: ServiceClient) -> None:
     tags, link = await list_tags(registry_client)
     assert tags == sorted(TAGS)
     assert link == ""
 
 
 async def test_n_limits_the_page_and_link_points_to_the_next(
-    tagged: str, registry_client: TestClient
+    tagged: str, registry_client: ServiceClient
 ) -> None:
     tags, link = await list_tags(registry_client, n="3")
     assert tags == sorted(TAGS)[:3]
@@ -53,7 +53,7 @@ async def test_n_limits_the_page_and_link_points_to_the_next(
 
 
 async def test_following_links_lists_every_tag_once(
-    tagged: str, registry_client: TestClient
+    tagged: str, registry_client: ServiceClient
 ) -> None:
     collected: list[str] = []
     url = f"/v2/{NAME}/tags/list?n=4"
@@ -65,43 +65,45 @@ async def test_following_links_lists_every_tag_once(
     assert collected == sorted(TAGS)
 
 
-async def test_last_starts_after_the_given_tag(tagged: str, registry_client: TestClient) -> None:
+async def test_last_starts_after_the_given_tag(tagged: str, registry_client: ServiceClient) -> None:
     tags, _ = await list_tags(registry_client, last="a")
     assert tags == [tag for tag in sorted(TAGS) if tag > "a"]
     tags, _ = await list_tags(registry_client, last="absent")
     assert tags == [tag for tag in sorted(TAGS) if tag > "absent"]
 
 
-async def test_last_past_the_end_is_an_empty_page(tagged: str, registry_client: TestClient) -> None:
+async def test_last_past_the_end_is_an_empty_page(
+    tagged: str, registry_client: ServiceClient
+) -> None:
     assert await list_tags(registry_client, n="5", last="zzz") == ([], "")
 
 
-async def test_exact_final_page_has_no_link(tagged: str, registry_client: TestClient) -> None:
+async def test_exact_final_page_has_no_link(tagged: str, registry_client: ServiceClient) -> None:
     tags, link = await list_tags(registry_client, n=str(len(TAGS)))
     assert len(tags) == len(TAGS)
     assert link == ""
 
 
 async def test_n_zero_is_an_empty_list_without_link(
-    tagged: str, registry_client: TestClient
+    tagged: str, registry_client: ServiceClient
 ) -> None:
     assert await list_tags(registry_client, n="0") == ([], "")
 
 
 @pytest.mark.parametrize("n", ["-1", "abc", "1.5", "", " 3", "0x10", "+5"])
-async def test_invalid_n_is_400(tagged: str, registry_client: TestClient, n: str) -> None:
+async def test_invalid_n_is_400(tagged: str, registry_client: ServiceClient, n: str) -> None:
     response = await registry_client.get(f"/v2/{NAME}/tags/list", params={"n": n})
     await assert_oci_error(response, 400, "UNSUPPORTED")
 
 
 @pytest.mark.parametrize("last", ["-x", "a b", "x" * 129, ""])
-async def test_invalid_last_is_400(tagged: str, registry_client: TestClient, last: str) -> None:
+async def test_invalid_last_is_400(tagged: str, registry_client: ServiceClient, last: str) -> None:
     response = await registry_client.get(f"/v2/{NAME}/tags/list", params={"last": last})
     await assert_oci_error(response, 400, "UNSUPPORTED")
 
 
 async def test_large_n_is_clamped_to_the_cap(
-    tagged: str, registry_client: TestClient, db: asyncpg.Connection
+    tagged: str, registry_client: ServiceClient, db: asyncpg.Connection
 ) -> None:
     await db.execute(
         """
@@ -119,13 +121,13 @@ async def test_large_n_is_clamped_to_the_cap(
 
 
 async def test_repository_without_tags_lists_none(
-    registry: RegistryClient, registry_client: TestClient
+    registry: RegistryClient, registry_client: ServiceClient
 ) -> None:
     await registry.push_image(NAME, make_image("untagged"))
     assert await list_tags(registry_client) == ([], "")
 
 
-async def test_deleted_tag_is_no_longer_listed(tagged: str, registry_client: TestClient) -> None:
+async def test_deleted_tag_is_no_longer_listed(tagged: str, registry_client: ServiceClient) -> None:
     response = await registry_client.delete(f"/v2/{NAME}/manifests/latest")
     assert response.status == 202
     tags, _ = await list_tags(registry_client)
@@ -134,14 +136,14 @@ async def test_deleted_tag_is_no_longer_listed(tagged: str, registry_client: Tes
 
 
 async def test_tags_of_another_repository_are_not_listed(
-    tagged: str, registry: RegistryClient, registry_client: TestClient
+    tagged: str, registry: RegistryClient, registry_client: ServiceClient
 ) -> None:
     await registry.push_image("proj/other", make_image("other"), "only-here")
     tags, _ = await list_tags(registry_client, name="proj/other")
     assert tags == ["only-here"]
 
 
-async def test_unknown_repository_is_name_unknown(registry_client: TestClient) -> None:
+async def test_unknown_repository_is_name_unknown(registry_client: ServiceClient) -> None:
     for query in ({}, {"n": "0"}):
         response = await registry_client.get("/v2/proj/nothing/tags/list", params=query)
         await assert_oci_error(response, 404, "NAME_UNKNOWN")

@@ -8,17 +8,17 @@ from typing import Any
 
 import asyncpg
 import pytest
-from aiohttp.test_utils import TestClient
 
 from registry_common import metrics
 from registry_common.http import OBJECT_STORE
 from registry_distribution.app import create_app
 from tests.fixtures.distribution import RegistryClient, sha256
+from tests.fixtures.services import ServiceClient
 
 NAME = "proj/app"
 
 
-async def _start(client: TestClient, name: str = NAME) -> str:
+async def _start(client: ServiceClient, name: str = NAME) -> str:
     response = await client.post(f"/v2/{name}/blobs/uploads/")
     assert response.status == 202, await response.text()
     assert response.headers["Range"] == "0-0"
@@ -27,7 +27,7 @@ async def _start(client: TestClient, name: str = NAME) -> str:
     return response.headers["Location"]
 
 
-async def _patch(client: TestClient, location: str, data: bytes, start: int) -> Any:
+async def _patch(client: ServiceClient, location: str, data: bytes, start: int) -> Any:
     return await client.patch(
         location,
         data=data,
@@ -38,7 +38,7 @@ async def _patch(client: TestClient, location: str, data: bytes, start: int) -> 
     )
 
 
-async def _stored_keys(db: asyncpg.Connection, client: TestClient) -> dict[str, int]:
+async def _stored_keys(db: asyncpg.Connection, client: ServiceClient) -> dict[str, int]:
     """What exists anywhere for the test: link rows, object rows, upload sessions."""
     return {
         "blobs": await db.fetchval("SELECT count(*) FROM blobs"),
@@ -47,7 +47,7 @@ async def _stored_keys(db: asyncpg.Connection, client: TestClient) -> dict[str, 
     }
 
 
-async def _storage_keys(client: TestClient) -> list[str]:
+async def _storage_keys(client: ServiceClient) -> list[str]:
 
     store = client.app[OBJECT_STORE]
     return [info.key async for info in store.list("blobs/")] + [
@@ -55,7 +55,7 @@ async def _storage_keys(client: TestClient) -> list[str]:
     ]
 
 
-async def test_monolithic_post_with_digest_creates_blob(registry_client: TestClient) -> None:
+async def test_monolithic_post_with_digest_creates_blob(registry_client: ServiceClient) -> None:
     data = os.urandom(5000)
     response = await registry_client.post(
         f"/v2/{NAME}/blobs/uploads/", params={"digest": sha256(data)}, data=data
@@ -75,7 +75,7 @@ async def test_post_then_put_with_body_creates_blob(registry: RegistryClient) ->
     assert await fetched.read() == data
 
 
-async def test_chunked_upload_assembles_chunks_in_order(registry_client: TestClient) -> None:
+async def test_chunked_upload_assembles_chunks_in_order(registry_client: ServiceClient) -> None:
     chunks = [os.urandom(70_000), os.urandom(1), os.urandom(300_000)]
     data = b"".join(chunks)
     location = await _start(registry_client)
@@ -93,7 +93,7 @@ async def test_chunked_upload_assembles_chunks_in_order(registry_client: TestCli
 
 
 async def test_streamed_patch_without_content_range_is_accepted(
-    registry_client: TestClient,
+    registry_client: ServiceClient,
 ) -> None:
     data = os.urandom(2 * 1024 * 1024 + 17)
     location = await _start(registry_client)
@@ -104,7 +104,7 @@ async def test_streamed_patch_without_content_range_is_accepted(
     assert done.status == 201
 
 
-async def test_upload_status_reports_received_range(registry_client: TestClient) -> None:
+async def test_upload_status_reports_received_range(registry_client: ServiceClient) -> None:
     location = await _start(registry_client)
     await _patch(registry_client, location, b"x" * 100, 0)
     status = await registry_client.get(location)
@@ -114,7 +114,7 @@ async def test_upload_status_reports_received_range(registry_client: TestClient)
 
 
 async def test_out_of_order_patch_returns_416_with_current_range(
-    registry_client: TestClient,
+    registry_client: ServiceClient,
 ) -> None:
     location = await _start(registry_client)
     await _patch(registry_client, location, b"a" * 10, 0)
@@ -129,7 +129,7 @@ async def test_out_of_order_patch_returns_416_with_current_range(
 
 @pytest.mark.parametrize("header", ["abc", "5", "10-2", "bytes=0-4", "-1-4"])
 async def test_malformed_content_range_is_rejected(
-    registry_client: TestClient, header: str
+    registry_client: ServiceClient, header: str
 ) -> None:
     location = await _start(registry_client)
     response = await registry_client.patch(
@@ -140,7 +140,7 @@ async def test_malformed_content_range_is_rejected(
 
 
 async def test_content_length_disagreeing_with_content_range_is_size_invalid(
-    registry_client: TestClient,
+    registry_client: ServiceClient,
 ) -> None:
     location = await _start(registry_client)
     response = await registry_client.patch(
@@ -151,7 +151,7 @@ async def test_content_length_disagreeing_with_content_range_is_size_invalid(
 
 
 async def test_digest_mismatch_leaves_nothing_behind(
-    registry_client: TestClient, db: asyncpg.Connection
+    registry_client: ServiceClient, db: asyncpg.Connection
 ) -> None:
     wrong = sha256(b"something else")
     monolithic = await registry_client.post(
@@ -187,7 +187,7 @@ async def test_digest_mismatch_leaves_nothing_behind(
     ],
 )
 async def test_put_with_malformed_digest_is_digest_invalid(
-    registry_client: TestClient, digest: str
+    registry_client: ServiceClient, digest: str
 ) -> None:
     location = await _start(registry_client)
     response = await registry_client.put(location, params={"digest": digest}, data=b"x")
@@ -195,14 +195,14 @@ async def test_put_with_malformed_digest_is_digest_invalid(
     assert (await response.json())["errors"][0]["code"] == "DIGEST_INVALID"
 
 
-async def test_put_without_digest_is_digest_invalid(registry_client: TestClient) -> None:
+async def test_put_without_digest_is_digest_invalid(registry_client: ServiceClient) -> None:
     location = await _start(registry_client)
     response = await registry_client.put(location, data=b"x")
     assert response.status == 400
 
 
 async def test_cancel_removes_session_and_data(
-    registry_client: TestClient, db: asyncpg.Connection
+    registry_client: ServiceClient, db: asyncpg.Connection
 ) -> None:
     location = await _start(registry_client)
     await _patch(registry_client, location, b"x" * 1000, 0)
@@ -215,7 +215,7 @@ async def test_cancel_removes_session_and_data(
     assert await _storage_keys(registry_client) == []
 
 
-async def test_session_of_another_repository_is_unknown(registry_client: TestClient) -> None:
+async def test_session_of_another_repository_is_unknown(registry_client: ServiceClient) -> None:
     location = await _start(registry_client, "proj/app")
     upload_id = location.rsplit("/", 1)[1]
     for name in ("proj/other", "otherproj/app"):
@@ -229,7 +229,7 @@ async def test_session_of_another_repository_is_unknown(registry_client: TestCli
 
 @pytest.mark.parametrize("upload_id", ["not-a-uuid", "00000000-0000-0000-0000-000000000000"])
 async def test_unknown_upload_id_is_blob_upload_unknown(
-    registry_client: TestClient, upload_id: str
+    registry_client: ServiceClient, upload_id: str
 ) -> None:
     response = await registry_client.get(f"/v2/{NAME}/blobs/uploads/{upload_id}")
     assert response.status == 404
@@ -243,7 +243,7 @@ async def test_empty_blob_can_be_uploaded(registry: RegistryClient) -> None:
     assert await response.read() == b""
 
 
-async def test_sha512_digest_is_verified(registry_client: TestClient) -> None:
+async def test_sha512_digest_is_verified(registry_client: ServiceClient) -> None:
     data = os.urandom(10_000)
     digest = f"sha512:{hashlib.sha512(data).hexdigest()}"
     location = await _start(registry_client)
@@ -345,7 +345,7 @@ async def test_upload_counts_billing_bytes_for_the_project(registry: RegistryCli
 
 @pytest.mark.parametrize("chunks", [0, 1, 3], ids=["put-body-only", "one-patch", "three-patches"])
 async def test_finished_upload_leaves_no_temporary_data(
-    registry_client: TestClient, db: asyncpg.Connection, chunks: int
+    registry_client: ServiceClient, db: asyncpg.Connection, chunks: int
 ) -> None:
     data = os.urandom(300_000)
     location = await _start(registry_client)
@@ -363,7 +363,7 @@ async def test_finished_upload_leaves_no_temporary_data(
 
 
 async def test_put_with_whole_body_and_wrong_digest_leaves_nothing(
-    registry_client: TestClient, db: asyncpg.Connection
+    registry_client: ServiceClient, db: asyncpg.Connection
 ) -> None:
     location = await _start(registry_client)
     response = await registry_client.put(
@@ -380,7 +380,7 @@ async def test_put_with_whole_body_and_wrong_digest_leaves_nothing(
 
 
 async def test_put_body_longer_than_its_content_range_is_size_invalid(
-    registry_client: TestClient, db: asyncpg.Connection
+    registry_client: ServiceClient, db: asyncpg.Connection
 ) -> None:
     location = await _start(registry_client)
     response = await registry_client.put(

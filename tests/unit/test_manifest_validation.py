@@ -27,7 +27,9 @@ def digest(seed: str) -> str:
     return f"sha256:{hashlib.sha256(seed.encode()).hexdigest()}"
 
 
-def descriptor(seed: str, media_type: str = mt.OCI_LAYER_GZIP, size: int = 10, **extra: Any):
+def descriptor(
+    seed: str, media_type: str = mt.OCI_LAYER_GZIP, size: int = 10, **extra: Any
+) -> dict[str, Any]:
     return {"mediaType": media_type, "digest": digest(seed), "size": size, **extra}
 
 
