@@ -3,7 +3,8 @@
 # APIs, Artifact Registry, the GKE Autopilot cluster, Cloud SQL PostgreSQL with private IP, the
 # bucket, Pub/Sub (topic, subscription, dead letters), the Cloud Scheduler job, the Google
 # service accounts with their IAM bindings (Workload Identity included), the load balancer's
-# address and certificate, and the namespace and Secret in the cluster.
+# address and certificate, and the namespace and Secrets in the cluster (the CDN's signed-URL
+# key among them).
 #
 # Idempotent: every resource is looked up first and created only when missing; settings that
 # may drift (subscription, scheduler job, bucket lifecycle) are set again to the same values;
@@ -17,6 +18,8 @@ set -euo pipefail
 PROJECT_ID=${PROJECT_ID:-deploys-registry}
 REGION=${REGION:-asia-southeast1}
 DOMAIN=${DOMAIN:-registry.deploys.app}
+# The CDN's host name: blob GETs redirect there with signed URLs (CDN_DOMAIN in the overlay).
+CDN_DOMAIN=${CDN_DOMAIN:-cdn.$DOMAIN}
 CLUSTER=${CLUSTER:-registry}
 NAMESPACE=${NAMESPACE:-registry}
 NETWORK=${NETWORK:-default}
@@ -175,12 +178,13 @@ gcloud pubsub subscriptions add-iam-policy-binding "$SUBSCRIPTION" \
     --member="serviceAccount:registry-jobs@$PROJECT_ID.iam.gserviceaccount.com" \
     --role=roles/pubsub.subscriber >/dev/null
 
-log "Load balancer address $ADDRESS and certificate $CERTIFICATE for $DOMAIN"
+log "Load balancer address $ADDRESS and certificate $CERTIFICATE for $DOMAIN and $CDN_DOMAIN"
 if ! exists gcloud compute addresses describe "$ADDRESS" --global; then
     gcloud compute addresses create "$ADDRESS" --global
 fi
 if ! exists gcloud compute ssl-certificates describe "$CERTIFICATE" --global; then
-    gcloud compute ssl-certificates create "$CERTIFICATE" --global --domains="$DOMAIN"
+    gcloud compute ssl-certificates create "$CERTIFICATE" --global \
+        --domains="$DOMAIN,$CDN_DOMAIN"
 fi
 
 log "Namespace $NAMESPACE and Secret registry-secrets"
@@ -201,5 +205,14 @@ if ! exists kubectl --namespace="$NAMESPACE" get secret registry-secrets; then
         --from-literal=TOKEN_SECRET="$(openssl rand -hex 32)"
 fi
 
-log "Done. Point DNS for $DOMAIN at $(gcloud compute addresses describe "$ADDRESS" \
-    --global --format='value(address)'); the certificate becomes ACTIVE once it resolves."
+if ! exists kubectl --namespace="$NAMESPACE" get secret registry-cdn-key; then
+    # Cloud CDN's signed-URL key: 16 random bytes, base64url. GKE adds it to the CDN backend
+    # (BackendConfig registry-cdn); the distribution service signs with it. Rotation:
+    # deploy/README.md, "Rotating the CDN key".
+    kubectl --namespace="$NAMESPACE" create secret generic registry-cdn-key \
+        --from-literal=key="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_')"
+fi
+
+address=$(gcloud compute addresses describe "$ADDRESS" --global --format='value(address)')
+log "Done. Point DNS for $DOMAIN and $CDN_DOMAIN at $address (and add $address to"
+log "TRUSTED_PROXIES in the overlay); the certificate becomes ACTIVE once both resolve."

@@ -195,47 +195,6 @@ async def test_download_counts_billing_bytes_sent(
     assert after[1] - before[1] == 2
 
 
-@pytest.fixture
-async def cdn_client(
-    aiohttp_client: Any, make_settings: Any, storage_overrides: dict[str, Any]
-) -> ServiceClient:
-    settings = make_settings(cdn_domain="cdn.example.test", **storage_overrides)
-    client: ServiceClient = await aiohttp_client(create_app(settings))
-    return client
-
-
-async def test_cdn_domain_redirects_public_clients(cdn_client: ServiceClient) -> None:
-    digest = await RegistryClient(cdn_client).push_blob(NAME, DATA)
-    response = await cdn_client.get(
-        f"/v2/{NAME}/blobs/{digest}", headers={"X-Real-Ip": "8.8.8.8"}, allow_redirects=False
-    )
-    assert response.status == 307
-    assert response.headers["Location"] == f"https://cdn.example.test/{NAME}/blobs/{digest}"
-
-
-@pytest.mark.parametrize("address", ["10.1.2.3", "192.168.0.7", "127.0.0.1", "169.254.1.1"])
-async def test_cdn_domain_serves_internal_clients_directly(
-    cdn_client: ServiceClient, address: str
-) -> None:
-    digest = await RegistryClient(cdn_client).push_blob(NAME, DATA)
-    response = await cdn_client.get(
-        f"/v2/{NAME}/blobs/{digest}", headers={"X-Real-Ip": address}, allow_redirects=False
-    )
-    assert response.status == 200
-    assert await response.read() == DATA
-
-
-async def test_cdn_origin_serves_linked_blobs_publicly(
-    registry_client: ServiceClient, pushed: str
-) -> None:
-    response = await registry_client.get(f"/_cdn/{NAME}/blobs/{pushed}")
-    assert response.status == 200
-    assert await response.read() == DATA
-    assert response.headers["Cache-Control"].startswith("public")
-    elsewhere = await registry_client.get(f"/_cdn/stranger/app/blobs/{pushed}")
-    assert elsewhere.status == 404
-
-
 async def test_unreachable_database_answers_503_with_retry_after(
     aiohttp_client: Any, make_settings: Any, unused_tcp_port: int
 ) -> None:

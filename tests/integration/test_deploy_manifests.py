@@ -17,7 +17,15 @@ from registry_common.settings import Settings, parse_duration
 
 SERVICES = ("distribution", "management", "jobs")
 PUBLIC_SERVICES = ("distribution", "management")
-SECRET_SETTINGS = ("DB_URL", "INTERNAL_SECRET", "TOKEN_SECRET")
+SECRET_SETTINGS = (
+    "DB_URL",
+    "INTERNAL_SECRET",
+    "TOKEN_SECRET",
+    "CDN_SIGNING_KEY",
+    "CDN_PREVIOUS_SIGNING_KEY",
+)
+# Where a secret setting comes from, when not from registry-secrets under its own name.
+SECRET_SOURCES = {"CDN_SIGNING_KEY": {"name": "registry-cdn-key", "key": "key"}}
 LEFT_DEFAULT = "registry.deploys.app/settings-left-default"
 
 Manifest = dict[str, Any]
@@ -86,10 +94,15 @@ def setting_names() -> set[str]:
     return {name.upper() for name in Settings.model_fields}
 
 
-def route(ingress: Manifest, path: str) -> str | None:
-    """The Service a request path reaches, by Kubernetes' `Prefix` rules (longest match)."""
+PUBLIC_HOST = "registry.deploys.app"
+CDN_HOST = "cdn.registry.deploys.app"
+
+
+def route(ingress: Manifest, path: str, host: str = PUBLIC_HOST) -> str | None:
+    """The Service a request for `host` and `path` reaches, by Kubernetes' `Prefix` rules
+    (longest match)."""
     best: tuple[int, str] | None = None
-    for rule in ingress["spec"]["rules"]:
+    for rule in (rule for rule in ingress["spec"]["rules"] if rule["host"] == host):
         for entry in rule["http"]["paths"]:
             assert entry["pathType"] == "Prefix"
             prefix = entry["path"].rstrip("/")
@@ -140,7 +153,7 @@ def test_production_images_are_pinned_in_artifact_registry(production: list[Mani
         ("/v2/project/app/manifests/latest", "registry-distribution"),
         ("/v2/project/app/blobs/uploads/", "registry-distribution"),
         ("/token", "registry-distribution"),
-        ("/_cdn/project/app/blobs/sha256:abc", "registry-distribution"),
+        ("/_cdn/project/app/blobs/sha256:abc", None),
         ("/api/list", "registry-management"),
         ("/api/getProjectStorage", "registry-management"),
         ("/internal/runAll", None),
@@ -161,9 +174,47 @@ def test_ingress_is_https_only_on_the_public_host(production: list[Manifest]) ->
     ingress = find(production, "Ingress", "registry")
     assert ingress["metadata"]["annotations"]["kubernetes.io/ingress.allow-http"] == "false"
     assert "defaultBackend" not in ingress["spec"]
-    assert [rule["host"] for rule in ingress["spec"]["rules"]] == ["registry.deploys.app"]
+    assert [rule["host"] for rule in ingress["spec"]["rules"]] == [PUBLIC_HOST, CDN_HOST]
     config = find(production, "ConfigMap", config_map_name(production, "registry-config"))
-    assert config["data"]["PUBLIC_URL"] == "https://registry.deploys.app"
+    assert config["data"]["PUBLIC_URL"] == f"https://{PUBLIC_HOST}"
+
+
+def test_the_cdn_host_reaches_a_cdn_backend_that_checks_signed_urls(
+    production: list[Manifest],
+) -> None:
+    ingress = find(production, "Ingress", "registry")
+    assert (
+        route(ingress, f"/proj/app/blobs/sha256:{'a' * 64}", CDN_HOST)
+        == "registry-distribution-cdn"
+    )
+    service = find(production, "Service", "registry-distribution-cdn")
+    assert service["spec"]["selector"] == {"app.kubernetes.io/name": "registry-distribution"}
+    assert service["metadata"]["annotations"]["cloud.google.com/backend-config"] == (
+        '{"default": "registry-cdn"}'
+    )
+    cdn = find(production, "BackendConfig", "registry-cdn")["spec"]["cdn"]
+    assert cdn["enabled"] is True
+    assert cdn["cachePolicy"]["includeQueryString"] is False
+    assert cdn["signedUrlCacheMaxAgeSec"] > 0
+    config = find(production, "ConfigMap", config_map_name(production, "registry-config"))
+    assert config["data"]["CDN_DOMAIN"] == CDN_HOST
+    (key,) = cdn["signedUrlKeys"]
+    assert key["keyName"] == config["data"]["CDN_SIGNING_KEY_NAME"]
+    signing_key = env_value(service_container(production, "distribution"), "CDN_SIGNING_KEY")
+    assert signing_key["valueFrom"]["secretKeyRef"] == {"name": key["secretName"], "key": "key"}
+    # No other backend caches: the registry's own answers are per caller.
+    for other in (m for m in production if m["kind"] == "BackendConfig"):
+        if other["metadata"]["name"] != "registry-cdn":
+            assert not other["spec"].get("cdn", {}).get("enabled")
+
+
+def test_client_addresses_come_only_through_googles_proxies(production: list[Manifest]) -> None:
+    config = find(production, "ConfigMap", config_map_name(production, "registry-config"))
+    trusted = config["data"]["TRUSTED_PROXIES"].split(",")
+    assert {"35.191.0.0/16", "130.211.0.0/22"} <= set(trusted)
+    assert len(trusted) == 3  # and the load balancer's own address
+    for backend in (m for m in production if m["kind"] == "BackendConfig"):
+        assert "customRequestHeaders" not in backend["spec"]  # no X-Real-Ip to trust
 
 
 def config_map_name(manifests: list[Manifest], prefix: str) -> str:
@@ -396,7 +447,7 @@ def test_jobs_pull_the_production_subscription(production: list[Manifest]) -> No
 @pytest.mark.parametrize(
     ("service", "secrets"),
     [
-        ("distribution", {"DB_URL", "TOKEN_SECRET"}),
+        ("distribution", {"DB_URL", "TOKEN_SECRET", "CDN_SIGNING_KEY"}),
         ("management", {"DB_URL"}),
         ("jobs", {"DB_URL", "INTERNAL_SECRET"}),
     ],
@@ -412,7 +463,7 @@ def test_secrets_come_by_reference_only(
     }
     assert set(referenced) == secrets
     for name, reference in referenced.items():
-        assert reference == {"name": "registry-secrets", "key": name}
+        assert reference == SECRET_SOURCES.get(name, {"name": "registry-secrets", "key": name})
     assert not set(SECRET_SETTINGS) & set(config_map_keys(production, container))
     assert not [m for m in production if m["kind"] == "Secret"]  # created outside the tree
 

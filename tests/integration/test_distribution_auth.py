@@ -23,7 +23,6 @@ from registry_common.oci.names import RepositoryName
 from registry_common.settings import ConfigError
 from registry_distribution.access import Action, authorize
 from registry_distribution.app import create_app
-from registry_distribution.routes import add_routes
 from tests.fakes.deploys_api import FakeDeploysApi
 from tests.fixtures.auth import (
     ALICE,
@@ -220,6 +219,29 @@ async def test_too_many_repositories_in_one_token_request_is_rejected(
         "/token", params=params, headers={"Authorization": ALICE.basic}
     )
     assert response.status == 400
+
+
+async def test_an_anonymous_token_request_makes_a_bounded_number_of_deploys_calls(
+    deploys_registry_client: ServiceClient, deploys_api: FakeDeploysApi
+) -> None:
+    scopes = [("scope", f"repository:stranger{index}/app:pull,push") for index in range(4)]
+    ping = await deploys_registry_client.get("/token", params=scopes)
+    assert ping.status == 200
+    assert deploys_api.total_calls <= 4  # one question per project: anonymous callers only pull
+    calls = deploys_api.total_calls
+    again = await deploys_registry_client.get("/token", params=scopes)
+    assert again.status == 200
+    assert deploys_api.total_calls == calls  # refusals are cached like grants
+
+
+async def test_a_token_request_names_at_most_a_few_projects(
+    deploys_registry_client: ServiceClient, deploys_api: FakeDeploysApi
+) -> None:
+    scopes = [("scope", f"repository:stranger{index}/app:pull") for index in range(32)]
+    response = await deploys_registry_client.get("/token", params=scopes)
+    assert response.status == 400
+    assert "at most 4 projects" in (await response.json())["errors"][0]["message"]
+    assert deploys_api.total_calls == 0
 
 
 async def test_anonymous_token_for_a_public_project_grants_pull_only(
@@ -512,10 +534,8 @@ def test_auth_mode_none_needs_no_token_secret(make_settings: Any) -> None:
 # --- isolation: every repository route ------------------------------------------------------
 
 
-def repository_routes() -> list[tuple[str, str]]:
-    """(method, canonical path) of every `/v2/<name>/...` route of the route table."""
-    app = web.Application()
-    add_routes(app)
+def repository_routes(app: web.Application) -> list[tuple[str, str]]:
+    """(method, canonical path) of every `/v2/<name>/...` route of the app's route table."""
     routes = []
     for route in app.router.routes():
         canonical = route.resource.canonical if route.resource is not None else ""
@@ -564,7 +584,7 @@ async def test_project_isolation_on_every_repository_route(
 ) -> None:
     headers = {**await _authorization(auth_registry_client, kind), **MANIFEST_HEADERS}
     answered = []
-    for method, canonical in repository_routes():
+    for method, canonical in repository_routes(auth_registry_client.app):
         path = concrete_path(canonical, target)
         body = b"{}" if method in ("PUT", "PATCH", "POST") else None
         response = await auth_registry_client.request(method, path, headers=headers, data=body)

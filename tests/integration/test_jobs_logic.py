@@ -280,8 +280,13 @@ async def test_expired_upload_sessions_and_their_data_are_removed(
     stale_id = stale.rsplit("/", 1)[1]
     await db.execute(f"UPDATE upload_sessions SET updated_at = {OLD} WHERE id = $1", stale_id)
     report = JobReport()
+    now = datetime.now(UTC)
     await expire_uploads(
-        job_context.pool, job_context.store, datetime.now(UTC) - timedelta(days=1), report
+        job_context.pool,
+        job_context.store,
+        now - timedelta(days=1),
+        now - timedelta(days=7),
+        report,
     )
     assert report.counts["uploads_expired"] == 1
     assert (await registry_client.get(stale)).status == 404
@@ -295,9 +300,8 @@ async def test_upload_data_without_a_session_is_removed(job_context: JobContext)
 
     await job_context.store.write("uploads/0123abcd/blob-whole", body())
     report = JobReport()
-    await expire_uploads(
-        job_context.pool, job_context.store, datetime.now(UTC) + timedelta(minutes=1), report
-    )
+    soon = datetime.now(UTC) + timedelta(minutes=1)
+    await expire_uploads(job_context.pool, job_context.store, soon, soon, report)
     assert report.counts["stray_upload_objects"] == 1
     assert [info.key async for info in job_context.store.list("uploads/")] == []
 

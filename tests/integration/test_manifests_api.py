@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import asyncpg
+import pytest
 
 from registry_common.oci.manifests import MAX_MANIFEST_SIZE
 from tests.fixtures.distribution import (
@@ -485,17 +486,33 @@ async def test_missing_content_type_is_manifest_invalid(
     await assert_oci_error(response, 400, "MANIFEST_INVALID")
 
 
-async def test_invalid_references_are_refused_on_every_method(
+async def test_a_malformed_digest_reference_is_refused_on_every_method(
     registry_client: ServiceClient,
 ) -> None:
     body = make_image("ref").manifest
-    for reference, code in (("-bad-tag", "MANIFEST_INVALID"), ("sha256:ABC", "DIGEST_INVALID")):
-        url = f"/v2/{NAME}/manifests/{reference}"
-        await assert_oci_error(await registry_client.get(url), 400, code)
-        await assert_oci_error(await registry_client.delete(url), 400, code)
-        await assert_oci_error(await put(registry_client, reference, body), 400, code)
-        head = await registry_client.head(url)
-        assert head.status == 400
+    url = f"/v2/{NAME}/manifests/sha256:ABC"
+    await assert_oci_error(await registry_client.get(url), 400, "DIGEST_INVALID")
+    await assert_oci_error(await registry_client.delete(url), 400, "DIGEST_INVALID")
+    await assert_oci_error(await put(registry_client, "sha256:ABC", body), 400, "DIGEST_INVALID")
+    assert (await registry_client.head(url)).status == 400
+
+
+@pytest.mark.parametrize("reference", [".INVALID_MANIFEST_NAME", "-bad-tag", "a" * 129])
+async def test_a_reference_that_is_no_tag_names_no_manifest(
+    registry: RegistryClient, reference: str
+) -> None:
+    """What the OCI conformance suite expects: reading it is 404, pushing it is invalid."""
+    await registry.push_image(NAME, make_image("ref"), "v1")
+    url = f"/v2/{NAME}/manifests/{reference}"
+    await assert_oci_error(await registry.client.get(url), 404, "MANIFEST_UNKNOWN")
+    assert (await registry.client.head(url)).status == 404
+    await assert_oci_error(await registry.client.delete(url), 404, "MANIFEST_UNKNOWN")
+    body = make_image("ref").manifest
+    await assert_oci_error(await put(registry.client, reference, body), 400, "MANIFEST_INVALID")
+
+
+async def test_the_catalog_is_unsupported(registry_client: ServiceClient) -> None:
+    await assert_oci_error(await registry_client.get("/v2/_catalog"), 404, "UNSUPPORTED")
 
 
 # Unknown manifests

@@ -53,6 +53,15 @@ async def test_bad_configuration_exits_with_one_line(
     assert variable in lines[0]
 
 
+async def test_jobs_refuse_to_listen_publicly_without_an_internal_secret() -> None:
+    env = {"DB_URL": "postgres://u@127.0.0.1/db", "STORAGE_PATH": "/tmp/x", "HOST": "0.0.0.0"}
+    code, stderr = await _run("registry_jobs", env)
+    assert code != 0
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert "INTERNAL_SECRET" in lines[0]
+
+
 async def _read_until(stream: asyncio.StreamReader, marker: str, timeout: float) -> str:
     seen: list[str] = []
     async with asyncio.timeout(timeout):

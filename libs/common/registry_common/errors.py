@@ -142,6 +142,12 @@ class RangeInvalid(RegistryError):
         self.received = received
 
 
+class UploadLimitExceeded(RegistryError):
+    """The project has as many open upload sessions, or as many staged bytes, as it may."""
+
+    default_message = "too many uploads in progress for this project; finish or cancel some"
+
+
 class UploadInvalid(RegistryError):
     """An upload session that cannot take more (too many chunks, ...)."""
 

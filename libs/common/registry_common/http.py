@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import re
 import time
 import uuid
@@ -16,7 +17,7 @@ from aiohttp import web
 from registry_common import metrics
 from registry_common.db.pool import UNAVAILABLE_ERRORS, create_pool, ping
 from registry_common.errors import Unavailable
-from registry_common.settings import Settings
+from registry_common.settings import IPNetwork, Settings
 from registry_common.storage import create_object_store
 from registry_common.storage.base import ObjectStore
 
@@ -26,6 +27,8 @@ OBJECT_STORE = web.AppKey("object_store", ObjectStore)
 SERVICE_NAME = web.AppKey("service_name", str)
 SHUTTING_DOWN = web.AppKey("shutting_down", asyncio.Event)
 REQUEST_PROJECT = web.RequestKey("project", str)
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 REQUEST_ID_HEADER = "X-Request-Id"
 # A caller-given request id is kept only when it is short and plain (it ends up in logs).
@@ -51,6 +54,35 @@ async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
     app[OBJECT_STORE] = store
     yield
     await store.close()
+
+
+def client_address(request: web.Request) -> IPAddress | None:
+    """The client's address: the connection's peer, unless the peer is a trusted proxy
+    (TRUSTED_PROXIES), in which case the right-most `X-Forwarded-For` entry that is not one.
+
+    Proxies append to `X-Forwarded-For`, so only the entries added by trusted ones can be
+    believed; whatever a client wrote there itself, and `X-Real-Ip`, are never trusted.
+    """
+    try:
+        peer = ipaddress.ip_address(request.remote or "")
+    except ValueError:
+        return None
+    trusted = request.app[SETTINGS].trusted_proxies
+    if not _within(peer, trusted):
+        return peer
+    address = peer
+    for entry in reversed(",".join(request.headers.getall("X-Forwarded-For", [])).split(",")):
+        try:
+            address = ipaddress.ip_address(entry.strip())
+        except ValueError:
+            break  # not an address: nothing to its left can be believed either
+        if not _within(address, trusted):
+            return address
+    return address
+
+
+def _within(address: IPAddress, networks: tuple[IPNetwork, ...]) -> bool:
+    return any(address in network for network in networks)
 
 
 def set_request_project(request: web.Request, project: str) -> None:
@@ -93,7 +125,7 @@ async def access_log_middleware(request: web.Request, handler: Handler) -> web.S
             status=status,
             duration_ms=round(duration * 1000, 2),
             project=request.get(REQUEST_PROJECT),
-            remote=request.headers.get("X-Real-Ip") or request.remote,
+            remote=str(client_address(request) or request.remote),
         )
 
 

@@ -31,6 +31,13 @@ UPLOAD_BYTES = Counter(
 )
 UPLOAD_COUNT = Counter("deploys_registry_upload_count", "Blob uploads completed", ["project_id"])
 
+UPLOAD_STAGED_BYTES = Gauge(
+    "registry_upload_staged_bytes",
+    "Bytes held by a project's open upload sessions (UPLOAD_BYTES_PER_PROJECT bounds it)",
+    ["project"],
+    multiprocess_mode="mostrecent",
+)
+
 REQUEST_DURATION = Histogram(
     "registry_http_request_duration_seconds",
     "Time to answer an HTTP request, until the handler returned",

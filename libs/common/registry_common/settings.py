@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import BeforeValidator, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class ConfigError(Exception):
@@ -43,6 +43,9 @@ class LogFormat(StrEnum):
     CONSOLE = "console"
 
 
+_DOMAIN = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
+)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
@@ -61,6 +64,50 @@ def parse_duration(value: Any) -> timedelta:
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+_SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
+_UNIT_BYTES = {
+    None: 1,
+    "B": 1,
+    "KB": 1000,
+    "MB": 1000**2,
+    "GB": 1000**3,
+    "TB": 1000**4,
+    "KIB": 1024,
+    "MIB": 1024**2,
+    "GIB": 1024**3,
+    "TIB": 1024**4,
+}
+
+
+def parse_size(value: Any) -> int:
+    """Parse `1048576`, `500MB` or `100GiB` (a bare number is bytes) into bytes."""
+    if isinstance(value, int):
+        return value
+    match = _SIZE.match(str(value))
+    if not match:
+        raise ValueError("expected a size such as 500MB, 100GiB or a number of bytes")
+    number, unit = match.groups()
+    return int(number) * _UNIT_BYTES[unit.upper() if unit else None]
+
+
+Size = Annotated[int, BeforeValidator(parse_size), Field(ge=1)]
+
+
+def parse_networks(value: Any) -> tuple[IPNetwork, ...]:
+    """Parse a comma-separated list of CIDRs (or single addresses) into networks."""
+    if isinstance(value, tuple):
+        return value
+    entries = [entry.strip() for entry in str(value or "").split(",") if entry.strip()]
+    try:
+        return tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)
+    except ValueError as exc:
+        raise ValueError(f"expected comma-separated CIDRs such as 35.191.0.0/16: {exc}") from None
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+# NoDecode: the variable is a comma-separated list, not JSON.
+Networks = Annotated[tuple[IPNetwork, ...], NoDecode, BeforeValidator(parse_networks)]
 
 
 def is_loopback_host(host: str) -> bool:
@@ -96,9 +143,18 @@ class Settings(BaseSettings):
     token_ttl: Duration = timedelta(minutes=5)
     public_url: str | None = None
     cdn_domain: str | None = None
+    cdn_signing_key_name: str | None = None
+    cdn_signing_key: SecretStr | None = None
+    cdn_previous_signing_key_name: str | None = None
+    cdn_previous_signing_key: SecretStr | None = None
+    cdn_url_ttl: Duration = timedelta(minutes=10)
+    trusted_proxies: Networks = ()
     pubsub_subscription: str | None = None
     gc_grace_period: Duration = timedelta(days=1)
     upload_expiry: Duration = timedelta(days=1)
+    upload_max_age: Duration = timedelta(days=7)
+    upload_sessions_per_project: int = Field(default=10_000, ge=1)
+    upload_bytes_per_project: Size = 100 * 1024**3
     jobs_interval: Duration = timedelta(days=1)
     web_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     shutdown_timeout: Duration = timedelta(seconds=30)
@@ -117,6 +173,15 @@ class Settings(BaseSettings):
         if parts.scheme not in ("postgres", "postgresql") or not (parts.netloc or parts.query):
             raise ValueError("expected a URL such as postgres://user:pass@host:5432/db")
         return value
+
+    @field_validator("cdn_domain")
+    @classmethod
+    def _check_domain(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not _DOMAIN.match(value):
+            raise ValueError("expected a host name such as cdn.registry.example.com")
+        return value.lower()
 
     @field_validator("auth_api_url", "public_url")
     @classmethod

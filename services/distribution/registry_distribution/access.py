@@ -75,10 +75,11 @@ async def project_access(
     Push implies pull, so push is asked first whenever it could answer: for a push, and for a
     pull with credentials (one cached answer then serves a pushing client's reads too, as the
     seed did); pull is asked only when push was not granted. Anonymous callers can only pull,
-    and invalid credentials are not asked about again. Raises AuthUnavailable.
+    so push is never asked for them, and invalid credentials are not asked about again.
+    Raises AuthUnavailable.
     """
     authenticated = False
-    if Action.PUSH in wanted or authorization is not None:
+    if authorization is not None:
         decision = await authorizer.authorize(authorization, project, Permission.PUSH)
         if decision.allowed:
             return ProjectAccess(wanted, decision.project_id, True)

@@ -11,6 +11,7 @@ from registry_common.http import create_base_app, is_unavailable
 from registry_common.oci.errors import ErrorCode
 from registry_common.settings import Settings
 from registry_distribution.access import access_middlewares, configure_access
+from registry_distribution.cdn import configure_cdn
 from registry_distribution.errors import RETRY_AFTER_SECONDS, OciError, oci_error
 from registry_distribution.routes import add_routes
 
@@ -46,5 +47,6 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=4 * 1024**2,
     )
     configure_access(app)
+    configure_cdn(app)
     add_routes(app)
     return app

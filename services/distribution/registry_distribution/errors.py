@@ -16,6 +16,7 @@ from registry_common.auth import AuthUnavailable
 from registry_common.oci.errors import ErrorCode
 
 RETRY_AFTER_SECONDS = "5"
+UPLOAD_RETRY_AFTER_SECONDS = "30"
 
 STATUS: dict[ErrorCode, int] = {
     ErrorCode.BLOB_UNKNOWN: 404,
@@ -123,6 +124,10 @@ REPLIES: dict[type[errors.RegistryError], Reply] = {
         ErrorCode.RANGE_INVALID, headers=lambda error: {"Range": range_header(error.received)}
     ),
     errors.UploadInvalid: Reply(ErrorCode.BLOB_UPLOAD_INVALID),
+    # Sessions close as uploads finish, and expire when abandoned.
+    errors.UploadLimitExceeded: Reply(
+        ErrorCode.TOOMANYREQUESTS, headers=lambda _: {"Retry-After": UPLOAD_RETRY_AFTER_SECONDS}
+    ),
     errors.Unavailable: Reply(
         ErrorCode.UNAVAILABLE,
         message=DEFAULT_MESSAGE[ErrorCode.UNAVAILABLE],

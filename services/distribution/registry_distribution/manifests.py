@@ -6,10 +6,11 @@ import asyncio
 
 from aiohttp import web
 
-from registry_common.errors import DigestMismatch
+from registry_common.errors import DigestMismatch, ManifestNotFound, ReferenceInvalid
 from registry_common.http import DB_POOL
 from registry_common.oci.manifests import (
     MAX_MANIFEST_SIZE,
+    ManifestReference,
     manifest_too_large,
     parse_manifest,
     parse_reference,
@@ -38,10 +39,20 @@ async def read_manifest_body(request: web.Request) -> bytes:
     return bytes(body)
 
 
+def stored_reference(value: str) -> ManifestReference:
+    """The reference of a GET, HEAD or DELETE: one that is neither a tag nor a digest names no
+    manifest, so it is unknown (404), as clients and the conformance suite expect; a malformed
+    digest is still DIGEST_INVALID."""
+    try:
+        return parse_reference(value)
+    except ReferenceInvalid:
+        raise ManifestNotFound from None
+
+
 async def get_manifest(request: web.Request) -> web.StreamResponse:
     """Serve a manifest's exact bytes by tag or digest (HEAD: only its headers)."""
     repository = repository_of(request)
-    reference = parse_reference(request.match_info["reference"])
+    reference = stored_reference(request.match_info["reference"])
     head = request.method == "HEAD"
     row = await manifest_store.find_manifest(
         request.app[DB_POOL], repository, reference, with_content=not head
@@ -92,7 +103,7 @@ async def put_manifest(request: web.Request) -> web.StreamResponse:
 async def delete_manifest(request: web.Request) -> web.StreamResponse:
     """Delete a manifest by digest (with its tags), or only a tag."""
     repository = repository_of(request)
-    reference = parse_reference(request.match_info["reference"])
+    reference = stored_reference(request.match_info["reference"])
     pool = request.app[DB_POOL]
     if reference.tag is not None:
         await tag_store.delete_tag(pool, repository, reference.tag)

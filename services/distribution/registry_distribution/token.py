@@ -36,8 +36,11 @@ from registry_distribution.access import (
 )
 from registry_distribution.errors import OciError
 
-# A token names a handful of repositories; bound the Deploys API calls one request can cause.
+# A token names a handful of repositories (a push with a cross-repository mount names two),
+# in one or two projects: bound the Deploys API calls one request can cause (at most two per
+# project, one for an anonymous caller), whatever it names.
 MAX_REPOSITORIES = 32
+MAX_PROJECTS = 4
 # Requested action -> what it needs here; `delete` and `*` are other registries' spellings.
 ACTIONS: dict[str, frozenset[Action]] = {
     "pull": frozenset({Action.PULL}),
@@ -72,6 +75,13 @@ def parse_scopes(values: Iterable[str]) -> dict[RepositoryName, set[Action]]:
         raise OciError(
             ErrorCode.UNSUPPORTED,
             f"at most {MAX_REPOSITORIES} repositories per token",
+            status=400,
+        )
+    projects = {repository.project for repository in requested}
+    if len(projects) > MAX_PROJECTS:
+        raise OciError(
+            ErrorCode.UNSUPPORTED,
+            f"at most {MAX_PROJECTS} projects per token, not {len(projects)}",
             status=400,
         )
     return requested

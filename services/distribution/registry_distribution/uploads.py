@@ -10,7 +10,7 @@ from aiohttp import web
 
 from registry_common import metrics
 from registry_common.db.uploads import UploadSession
-from registry_common.http import DB_POOL, OBJECT_STORE
+from registry_common.http import DB_POOL, OBJECT_STORE, SETTINGS
 from registry_common.oci.digests import parse_digest
 from registry_common.oci.errors import ErrorCode
 from registry_common.oci.names import RepositoryName, is_repository_name
@@ -58,6 +58,10 @@ def _has_body(request: web.Request) -> bool:
     return request.body_exists and request.content_length != 0
 
 
+def _limits(request: web.Request) -> upload_store.UploadLimits:
+    return upload_store.UploadLimits.from_settings(request.app[SETTINGS])
+
+
 def _count_upload(request: web.Request, size: int) -> None:
     project_id = grant_of(request).project_id
     metrics.UPLOAD_BYTES.labels(project_id).inc(size)
@@ -100,7 +104,7 @@ async def start_upload(request: web.Request) -> web.StreamResponse:
         )
         _count_upload(request, size)
         return _blob_created(repository, str(digest))
-    session = await upload_store.start_upload(pool, repository)
+    session = await upload_store.start_upload(pool, repository, _limits(request))
     headers = _session_headers(repository, session)
     headers["OCI-Chunk-Min-Length"] = str(CHUNK_MIN_LENGTH)
     return web.Response(status=202, headers=headers)
@@ -133,6 +137,7 @@ async def append_chunk(request: web.Request) -> web.StreamResponse:
         repository,
         request.match_info["upload_id"],
         _body_chunks(request),
+        _limits(request),
         start=start,
         length=length,
     )
@@ -152,6 +157,7 @@ async def finish_upload(request: web.Request) -> web.StreamResponse:
         repository,
         request.match_info["upload_id"],
         digest,
+        _limits(request),
         _body_chunks(request) if _has_body(request) else None,
         start=start,
         length=length,
@@ -164,7 +170,7 @@ async def upload_status(request: web.Request) -> web.StreamResponse:
     """Report how much of an upload was received."""
     repository = repository_of(request)
     session = await upload_store.upload_status(
-        request.app[DB_POOL], repository, request.match_info["upload_id"]
+        request.app[DB_POOL], repository, request.match_info["upload_id"], _limits(request)
     )
     return web.Response(status=204, headers=_session_headers(repository, session))
 
@@ -176,5 +182,6 @@ async def cancel_upload(request: web.Request) -> web.StreamResponse:
         request.app[OBJECT_STORE],
         repository_of(request),
         request.match_info["upload_id"],
+        _limits(request),
     )
     return web.Response(status=204)

@@ -6,17 +6,14 @@ messages and refuses new runs, then lets running jobs finish within SHUTDOWN_TIM
 
 from __future__ import annotations
 
-import structlog
 from aiohttp import web
 
 from registry_common.http import SETTINGS, create_base_app, is_unavailable
-from registry_common.settings import Settings, is_loopback_host
+from registry_common.settings import ConfigError, Settings, is_loopback_host
 from registry_jobs.http_trigger import add_http_trigger
 from registry_jobs.pubsub_trigger import check_subscription_path, pubsub_ctx, stop_pulling
 from registry_jobs.runs import JOB_RUNS, JobRuns
 from registry_jobs.timer_trigger import timer_ctx, timer_enabled
-
-log = structlog.get_logger("registry.jobs")
 
 
 def render_job_error(request: web.Request, exc: BaseException) -> web.StreamResponse | None:
@@ -33,11 +30,15 @@ async def drain_job_runs(app: web.Application) -> None:
     await app[JOB_RUNS].close(app[SETTINGS].shutdown_timeout.total_seconds())
 
 
-async def warn_if_internal_api_is_open(app: web.Application) -> None:
-    """on_startup: an unset INTERNAL_SECRET leaves `/internal/*` open to anyone who reaches it."""
-    settings = app[SETTINGS]
+def check_internal_secret(settings: Settings) -> None:
+    """Refuse to listen beyond loopback without INTERNAL_SECRET: `/internal/*` would run jobs
+    for anyone who reaches the port (ConfigError, one line at start)."""
     if not settings.internal_secret and not is_loopback_host(settings.host):
-        log.warning("internal_secret_unset", host=settings.host)
+        raise ConfigError(
+            "INTERNAL_SECRET",
+            f"required when HOST is not a loopback address (HOST={settings.host}): set it, "
+            "or listen on 127.0.0.1 for local use",
+        )
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -45,6 +46,7 @@ def create_app(settings: Settings) -> web.Application:
     if settings.pubsub_subscription:
         check_subscription_path(settings.pubsub_subscription)
     app = create_base_app(settings, "jobs", render_error=render_job_error)
+    check_internal_secret(settings)
     app[JOB_RUNS] = JobRuns()
     add_http_trigger(app)
     # After the database and storage contexts of the base app: triggers need both, and
@@ -55,5 +57,4 @@ def create_app(settings: Settings) -> web.Application:
     if timer_enabled(settings):
         app.cleanup_ctx.append(timer_ctx)
     app.on_shutdown.append(drain_job_runs)
-    app.on_startup.append(warn_if_internal_api_is_open)
     return app

@@ -64,10 +64,16 @@ async def link_blob(db: Executor, repository: str, digest: str, size: int) -> No
 
 
 async def linked_blob_size(
-    db: Executor, repository: str, digest: str, touch_after: timedelta
+    db: Executor, repository: str, digest: str, touch_after: timedelta | None
 ) -> int | None:
     """Size of a blob linked to `repository`, or None; refreshes the link's grace clock when it
-    is older than `touch_after` (invariant 4 of docs/consistency.md; see touch_interval)."""
+    is older than `touch_after` (invariant 4 of docs/consistency.md; see touch_interval), never
+    when `touch_after` is None."""
+    if touch_after is None:
+        untouched: int | None = await db.fetchval(
+            "SELECT size FROM blobs WHERE repository = $1 AND digest = $2", repository, digest
+        )
+        return untouched
     size: int | None = await db.fetchval(
         """
         WITH touched AS (

@@ -110,8 +110,22 @@ async def delete_repository_rows(
         "DELETE FROM blobs WHERE repository = $1 RETURNING digest", name.full
     )
     uploads = await connection.fetch(
-        "DELETE FROM upload_sessions WHERE repository = $1 RETURNING id", name.full
+        "DELETE FROM upload_sessions WHERE repository = $1 RETURNING id, size", name.full
     )
+    if uploads:
+        # The project's upload usage shrinks with its sessions (after their rows, the order
+        # of db.uploads).
+        await connection.execute(
+            """
+            UPDATE upload_usage
+            SET sessions = greatest(sessions - $2, 0),
+                staged_bytes = greatest(staged_bytes - $3, 0)
+            WHERE project = $1
+            """,
+            name.project,
+            len(uploads),
+            sum(row["size"] for row in uploads),
+        )
     status: str = await connection.execute("DELETE FROM repositories WHERE name = $1", name.full)
     if status == "DELETE 0":
         return None  # a concurrent delete got there first

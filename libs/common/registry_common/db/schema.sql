@@ -108,3 +108,17 @@ CREATE TABLE IF NOT EXISTS upload_sessions (
 );
 CREATE INDEX IF NOT EXISTS upload_sessions_updated_idx ON upload_sessions (updated_at);
 CREATE INDEX IF NOT EXISTS upload_sessions_repository_idx ON upload_sessions (repository);
+CREATE INDEX IF NOT EXISTS upload_sessions_created_idx ON upload_sessions (created_at);
+
+-- Per project, the open upload sessions and the bytes they hold: what the upload limits
+-- (UPLOAD_SESSIONS_PER_PROJECT, UPLOAD_BYTES_PER_PROJECT) are checked against, under this row's
+-- lock. The statements that open, grow and close sessions keep it exact; the INSERT below only
+-- counts the sessions of projects that have no row yet (a database from before this table).
+CREATE TABLE IF NOT EXISTS upload_usage (
+    project      text PRIMARY KEY,
+    sessions     integer NOT NULL DEFAULT 0,
+    staged_bytes bigint NOT NULL DEFAULT 0
+);
+INSERT INTO upload_usage (project, sessions, staged_bytes)
+SELECT split_part(repository, '/', 1), count(*), sum(size) FROM upload_sessions GROUP BY 1
+ON CONFLICT (project) DO NOTHING;

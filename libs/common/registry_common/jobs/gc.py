@@ -17,8 +17,9 @@ import structlog
 from registry_common.db import blobs, uploads
 from registry_common.jobs.base import JobContext, JobReport
 from registry_common.registry.blob_store import ObjectDeletion, delete_unlinked_objects
+from registry_common.registry.upload_store import discard_session
 from registry_common.storage.base import ObjectStore
-from registry_common.storage.layout import UPLOADS_PREFIX, upload_prefix
+from registry_common.storage.layout import UPLOADS_PREFIX
 
 BATCH_SIZE = 1000
 
@@ -39,7 +40,13 @@ async def run_blob_gc(context: JobContext, report: JobReport) -> None:
     finally:
         for kind, amount in deletion.counts.items():
             report.add(kind, amount)
-    await expire_uploads(context.pool, context.store, now - context.settings.upload_expiry, report)
+    await expire_uploads(
+        context.pool,
+        context.store,
+        now - context.settings.upload_expiry,
+        now - context.settings.upload_max_age,
+        report,
+    )
 
 
 async def unlink_unreferenced_blobs(
@@ -65,17 +72,21 @@ async def adopt_objects(pool: asyncpg.Pool, report: JobReport) -> None:
 
 
 async def expire_uploads(
-    pool: asyncpg.Pool, store: ObjectStore, updated_before: datetime, report: JobReport
+    pool: asyncpg.Pool,
+    store: ObjectStore,
+    updated_before: datetime,
+    created_before: datetime,
+    report: JobReport,
 ) -> None:
-    """Remove upload sessions untouched since `updated_before`, and upload data that no
-    session owns any more (a crash between writing and recording)."""
+    """Remove upload sessions untouched since `updated_before` or opened before
+    `created_before` (UPLOAD_MAX_AGE, however busy), and upload data that no session owns any
+    more (a crash between writing and recording)."""
     while True:
-        sessions = await uploads.expired_uploads(pool, updated_before, BATCH_SIZE)
+        sessions = await uploads.expired_uploads(pool, updated_before, created_before, BATCH_SIZE)
         if not sessions:
             break
         for session in sessions:
-            await store.delete_prefix(upload_prefix(str(session.id)))
-            await uploads.delete_upload(pool, session.id, session.repository)
+            await discard_session(pool, store, session)
             report.add("uploads_expired")
     await _delete_stray_upload_data(pool, store, updated_before, report)
 

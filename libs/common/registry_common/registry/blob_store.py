@@ -30,16 +30,21 @@ log = structlog.get_logger("registry.blobs")
 
 
 async def linked_blob_size(
-    pool: asyncpg.Pool, repository: RepositoryName, digest: str, grace_period: timedelta
+    pool: asyncpg.Pool,
+    repository: RepositoryName,
+    digest: str,
+    grace_period: timedelta,
+    *,
+    refresh: bool = True,
 ) -> int:
     """The size of `digest` if `repository` links it, else BlobUnknown.
 
-    A read keeps the blob alive: the link's grace clock is refreshed when it is older than
-    blobs.touch_interval(grace_period) (invariant 4).
+    A client's read keeps the blob alive: the link's grace clock is refreshed when it is older
+    than blobs.touch_interval(grace_period) (invariant 4). The CDN's reads (`refresh=False`)
+    do not: they are not a client of the repository.
     """
-    size = await blobs.linked_blob_size(
-        pool, repository.full, digest, blobs.touch_interval(grace_period)
-    )
+    touch_after = blobs.touch_interval(grace_period) if refresh else None
+    size = await blobs.linked_blob_size(pool, repository.full, digest, touch_after)
     if size is None:
         raise BlobUnknown(digest=digest)
     return size

@@ -6,6 +6,11 @@ compare-and-set on the offset, so PATCHes of one upload may reach different repl
 stale or racing chunk is refused rather than spliced in (docs/consistency.md, "Uploads").
 Finishing composes the chunks, verifies the digest, and only then commits the blob
 (blob_store.commit_blob).
+
+Sessions are storage nobody is billed for, so each project is bounded (UploadLimits): open
+sessions, bytes held by them (checked by the database under a row lock, so every replica sees
+the same count: invariant 11 of docs/consistency.md), and an age past which a session is
+expired however busy it is.
 """
 
 from __future__ import annotations
@@ -14,21 +19,26 @@ import hashlib
 import secrets
 import uuid
 from collections.abc import AsyncIterable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
 
 import asyncpg
 
+from registry_common import metrics
 from registry_common.db import uploads
-from registry_common.db.uploads import UploadSession
+from registry_common.db.uploads import AppendOutcome, UploadSession
 from registry_common.errors import (
     DigestMismatch,
     RangeInvalid,
     SizeInvalid,
     UploadInvalid,
+    UploadLimitExceeded,
     UploadUnknown,
 )
 from registry_common.oci.digests import Digest, ResumableHasher
 from registry_common.oci.names import RepositoryName
 from registry_common.registry.blob_store import commit_blob
+from registry_common.settings import Settings
 from registry_common.storage.base import ObjectStore, SizeLimitExceeded
 from registry_common.storage.layout import upload_blob_key, upload_part_key, upload_prefix
 
@@ -37,22 +47,52 @@ from registry_common.storage.layout import upload_blob_key, upload_part_key, upl
 MAX_PARTS = 10_000
 
 
-async def start_upload(pool: asyncpg.Pool, repository: RepositoryName) -> UploadSession:
-    """Open an upload session in `repository`."""
+@dataclass(frozen=True, slots=True)
+class UploadLimits:
+    """What one project's upload sessions may hold."""
+
+    sessions: int
+    staged_bytes: int
+    max_age: timedelta
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> UploadLimits:
+        """UPLOAD_SESSIONS_PER_PROJECT, UPLOAD_BYTES_PER_PROJECT and UPLOAD_MAX_AGE."""
+        return cls(
+            settings.upload_sessions_per_project,
+            settings.upload_bytes_per_project,
+            settings.upload_max_age,
+        )
+
+
+async def start_upload(
+    pool: asyncpg.Pool, repository: RepositoryName, limits: UploadLimits
+) -> UploadSession:
+    """Open an upload session in `repository`; UploadLimitExceeded when its project has as
+    many open as it may."""
     hasher = ResumableHasher("sha256")
-    return await uploads.create_upload(pool, repository.full, hasher.export_state())
+    session = await uploads.create_upload(
+        pool, repository.full, repository.project, hasher.export_state(), limits.sessions
+    )
+    if session is None:
+        raise UploadLimitExceeded(
+            f"the project has {limits.sessions} uploads in progress, as many as it may; "
+            "finish or cancel some",
+            limit=limits.sessions,
+        )
+    return session
 
 
 async def upload_status(
-    pool: asyncpg.Pool, repository: RepositoryName, upload_id: str
+    pool: asyncpg.Pool, repository: RepositoryName, upload_id: str, limits: UploadLimits
 ) -> UploadSession:
     """The session `upload_id` of `repository`; UploadUnknown when there is none (a session of
-    another repository is unknown here)."""
+    another repository is unknown here) or it is older than the limits allow."""
     try:
         session_id = uuid.UUID(upload_id)
     except ValueError:
         raise UploadUnknown from None
-    session = await uploads.get_upload(pool, session_id, repository.full)
+    session = await uploads.get_upload(pool, session_id, repository.full, limits.max_age)
     if session is None:
         raise UploadUnknown
     return session
@@ -64,6 +104,7 @@ async def append_chunk(
     repository: RepositoryName,
     upload_id: str,
     chunks: AsyncIterable[bytes],
+    limits: UploadLimits,
     *,
     start: int | None = None,
     length: int | None = None,
@@ -71,10 +112,11 @@ async def append_chunk(
     """Store one chunk of the upload and record it; returns the updated session.
 
     `start` and `length` come from `Content-Range` when the client sent one: the chunk must
-    start where the upload stands and carry exactly that many bytes.
+    start where the upload stands and carry exactly that many bytes. A chunk that would take
+    the project's staged bytes past its limit is refused (UploadLimitExceeded), as a whole.
     """
-    session = await upload_status(pool, repository, upload_id)
-    return await _append(pool, store, session, chunks, start=start, length=length)
+    session = await upload_status(pool, repository, upload_id, limits)
+    return await _append(pool, store, session, chunks, limits, start=start, length=length)
 
 
 async def _append(
@@ -82,6 +124,7 @@ async def _append(
     store: ObjectStore,
     session: UploadSession,
     chunks: AsyncIterable[bytes],
+    limits: UploadLimits,
     *,
     start: int | None,
     length: int | None,
@@ -90,19 +133,27 @@ async def _append(
         raise RangeInvalid(session.size)
     if len(session.part_keys) >= MAX_PARTS:
         raise UploadInvalid(f"an upload takes at most {MAX_PARTS} chunks")
+    room = limits.staged_bytes - session.staged_in_project
+    if length is not None and length > room:
+        raise _over_limit(limits)
     hasher = ResumableHasher("sha256", session.hash_state)
     key = upload_part_key(str(session.id), len(session.part_keys), secrets.token_hex(4))
-    written = await _write_exact(store, key, chunks, hasher.update, length)
+    written = await _write_exact(store, key, chunks, hasher.update, length, room=room)
     if written == 0:
         await store.delete(key)
         return session
-    recorded = await uploads.append_part(pool, session, key, written, hasher.export_state())
-    if not recorded:
+    outcome, staged = await uploads.append_part(
+        pool, session, key, written, hasher.export_state(), limits.staged_bytes
+    )
+    if outcome is not AppendOutcome.APPENDED:
         await store.delete(key)
-        current = await uploads.get_upload(pool, session.id, session.repository)
+        if outcome is AppendOutcome.OVER_LIMIT:
+            raise _over_limit(limits)
+        current = await uploads.get_upload(pool, session.id, session.repository, limits.max_age)
         if current is None:
             raise UploadUnknown
         raise RangeInvalid(current.size)
+    metrics.UPLOAD_STAGED_BYTES.labels(session.project).set(staged)
     return UploadSession(
         id=session.id,
         repository=session.repository,
@@ -110,6 +161,15 @@ async def _append(
         part_keys=[*session.part_keys, key],
         hash_state=hasher.export_state(),
         created_at=session.created_at,
+        staged_in_project=staged,
+    )
+
+
+def _over_limit(limits: UploadLimits) -> UploadLimitExceeded:
+    return UploadLimitExceeded(
+        f"the project's uploads in progress would hold more than {limits.staged_bytes} bytes; "
+        "finish or cancel some",
+        limit=limits.staged_bytes,
     )
 
 
@@ -119,6 +179,7 @@ async def finish_upload(
     repository: RepositoryName,
     upload_id: str,
     digest: Digest,
+    limits: UploadLimits,
     chunks: AsyncIterable[bytes] | None = None,
     *,
     start: int | None = None,
@@ -130,19 +191,23 @@ async def finish_upload(
     On a mismatch the session and its data are removed and DigestMismatch is raised: nothing
     of the upload remains.
     """
-    session = await upload_status(pool, repository, upload_id)
+    session = await upload_status(pool, repository, upload_id, limits)
     if chunks is None:
         return await _finish(pool, store, repository, session, digest)
     return await _finish_with_body(
-        pool, store, repository, session, digest, chunks, start=start, length=length
+        pool, store, repository, session, digest, chunks, limits, start=start, length=length
     )
 
 
 async def cancel_upload(
-    pool: asyncpg.Pool, store: ObjectStore, repository: RepositoryName, upload_id: str
+    pool: asyncpg.Pool,
+    store: ObjectStore,
+    repository: RepositoryName,
+    upload_id: str,
+    limits: UploadLimits,
 ) -> None:
     """Abandon an upload: its session and all its temporary data."""
-    await _discard(pool, store, await upload_status(pool, repository, upload_id))
+    await discard_session(pool, store, await upload_status(pool, repository, upload_id, limits))
 
 
 async def _finish(
@@ -159,17 +224,17 @@ async def _finish(
     if digest.algorithm == "sha256":
         actual = ResumableHasher("sha256", session.hash_state).digest()
         if actual != str(digest):
-            await _discard(pool, store, session)
+            await discard_session(pool, store, session)
             raise _mismatch(digest, actual)
     if assembled not in session.part_keys:
         await store.compose(session.part_keys, assembled)
     if digest.algorithm != "sha256":
         actual = await _digest_of_object(store, assembled, digest.algorithm)
         if actual != str(digest):
-            await _discard(pool, store, session)
+            await discard_session(pool, store, session)
             raise _mismatch(digest, actual)
     await commit_blob(pool, store, repository, str(digest), session.size, assembled)
-    await _discard(pool, store, session)
+    await discard_session(pool, store, session)
     return session.size
 
 
@@ -180,6 +245,7 @@ async def _finish_with_body(
     session: UploadSession,
     digest: Digest,
     chunks: AsyncIterable[bytes],
+    limits: UploadLimits,
     *,
     start: int | None,
     length: int | None,
@@ -188,16 +254,16 @@ async def _finish_with_body(
     the body is verified as it streams and committed directly, without a chunk to record and
     compose."""
     if session.size or session.part_keys or start not in (None, 0):
-        session = await _append(pool, store, session, chunks, start=start, length=length)
+        session = await _append(pool, store, session, chunks, limits, start=start, length=length)
         return await _finish(pool, store, repository, session, digest)
     key = upload_blob_key(str(session.id), secrets.token_hex(4))
     try:
         size = await _store_verified(store, key, digest, chunks, length)
     except (DigestMismatch, SizeInvalid):
-        await _discard(pool, store, session)
+        await discard_session(pool, store, session)
         raise
     await commit_blob(pool, store, repository, str(digest), size, key)
-    await _discard(pool, store, session)
+    await discard_session(pool, store, session)
     return size
 
 
@@ -233,9 +299,11 @@ async def _store_verified(
     return size
 
 
-async def _discard(pool: asyncpg.Pool, store: ObjectStore, session: UploadSession) -> None:
-    """Remove a session and all its temporary data."""
-    await uploads.delete_upload(pool, session.id, session.repository)
+async def discard_session(pool: asyncpg.Pool, store: ObjectStore, session: UploadSession) -> None:
+    """Remove a session and all its temporary data (finished, cancelled or expired)."""
+    staged = await uploads.delete_upload(pool, session.id, session.repository)
+    if staged is not None:
+        metrics.UPLOAD_STAGED_BYTES.labels(session.project).set(staged)
     await store.delete_prefix(upload_prefix(str(session.id)))
 
 
@@ -245,12 +313,20 @@ async def _write_exact(
     chunks: AsyncIterable[bytes],
     on_chunk: Callable[[bytes], None],
     length: int | None,
+    *,
+    room: int | None = None,
 ) -> int:
     """Write `chunks` at `key`; SizeInvalid (nothing left) when `length` was declared (by
-    Content-Range) and the body has another length."""
+    Content-Range) and the body has another length, UploadLimitExceeded when the body is
+    longer than `room` (what the project may still stage)."""
+    limit = length if room is None or (length is not None and length <= room) else room
     try:
-        size = await store.write(key, chunks, on_chunk=on_chunk, max_size=length)
+        size = await store.write(key, chunks, on_chunk=on_chunk, max_size=limit)
     except SizeLimitExceeded:
+        if limit != length:
+            raise UploadLimitExceeded(
+                "the project's uploads in progress would hold more bytes than it may"
+            ) from None
         raise SizeInvalid("body is longer than its Content-Range") from None
     if length is not None and size != length:
         await store.delete(key)
