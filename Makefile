@@ -8,11 +8,12 @@ UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON ?= python3
 
-.PHONY: help sync run test lint format db bench bench-jobs
+.PHONY: help sync run test test-fast lint format db bench bench-jobs
 
 help:
 	@echo "make run     start distribution (:5000), management (:5001) and jobs (:5002) locally"
 	@echo "make test    run every test"
+	@echo "make test-fast  unit and integration tests, no end-to-end ones (tests/e2e)"
 	@echo "make lint    ruff check, ruff format --check, mypy --strict on all the code and tests"
 	@echo "make format  apply ruff's fixes and formatting"
 	@echo "make db      apply schema.sql to DB_URL"
@@ -34,6 +35,9 @@ run: sync
 
 test: sync
 	$(UV) run --frozen pytest $(PYTEST_ARGS)
+
+test-fast: sync
+	$(UV) run --frozen pytest -m "not e2e" tests/unit tests/integration $(PYTEST_ARGS)
 
 lint: sync
 	$(UV) run --frozen ruff check .
